@@ -1,0 +1,2034 @@
+#!/usr/bin/env bun
+/**
+ * bunicorn: a WSGI server on Bun.
+ *
+ * One process owns every HTTP connection (Bun.listen raw sockets); a request goes
+ * parse → environ → app → serialize → write, then keep-alive or close. Apps written
+ * in TypeScript run in this process; Python WSGI apps run in supervised worker
+ * processes that speak a small framed protocol over a Unix socket (section 13).
+ *
+ * Sections, in the order of a request's life:
+ *    1. Constants and limits          9. start_response and the app (TypeScript apps)
+ *    2. Errors                        10. Serialize the response
+ *    3. Bytes and grammar             11. Write and backpressure
+ *    4. Listen and accept             12. Keep-alive, close, timeouts
+ *    5. Connection state              13. Python workers
+ *    6. Parse the head                14. Logging
+ *    7. Body framing                  15. Config and CLI
+ *    8. Environ                       16. Main
+ *
+ * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
+ * bytes and returns events), and a connection's state changes only in section 12.
+ */
+
+import fs from "node:fs";
+import path from "node:path";
+
+// ==== 1. Constants and limits ====
+
+export const VERSION = "0.1.0";
+export const SERVER_HEADER = `bunicorn/${VERSION}`;
+
+/** gunicorn's defaults where gunicorn has the flag; ours otherwise. */
+export const DEFAULTS = {
+  binds: ["127.0.0.1:8000"],
+  limitRequestLine: 4094, // bytes of the request line, CRLF excluded (→ 414)
+  limitRequestFields: 100, // header fields per request (→ 431)
+  limitRequestFieldSize: 8190, // bytes of one field line (→ 431)
+  limitRequestBody: 1024 * 1024 * 1024, // bytes (→ 413)
+  headerTimeoutS: 10, // from a request's first byte to its blank line (→ 408)
+  keepAliveS: 5, // idle seconds between requests on a kept-alive connection
+  maxConnections: 20_000,
+  gracefulTimeoutS: 30,
+  timeoutS: 30, // a Python request running longer → 504, worker replaced
+  maxRequests: 0,
+  maxRequestsJitter: 0,
+  backlog: 2048,
+  threads: 1,
+};
+
+/** Longest chunk-size line we read, extensions included (RFC 9112 §7.1.1 sets no bound). */
+const MAX_CHUNK_LINE_BYTES = 4096;
+/** 16 hex digits is 64 bits; h11 allows 20. More is never a real chunk. */
+const MAX_CHUNK_SIZE_DIGITS = 16;
+/** Content-Length with more digits than this is beyond 2^53 and cannot be exact in a JS number. */
+const MAX_CONTENT_LENGTH_DIGITS = 15;
+/** Bytes a paused connection may buffer ahead (pipelined requests) before we stop reading it. */
+const MAX_BUFFERED_AHEAD_BYTES = 1024 * 1024;
+/** Response bytes gathered before a write is forced. */
+const OUTBOX_FLUSH_BYTES = 64 * 1024;
+/** How often deadlines are checked; timeouts fire within one tick of their due time. */
+const TIMER_TICK_MS = 250;
+
+// ==== 2. Errors ====
+
+/** A request we refuse: the status to answer and a stable code for logs and tests. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const REASONS: Record<number, string> = {
+  100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+  413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+  431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+  502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+// ==== 3. Bytes and grammar ====
+
+const CR = 0x0d, LF = 0x0a, SP = 0x20, HTAB = 0x09, COLON = 0x3a, SEMI = 0x3b, EQUALS = 0x3d, DQUOTE = 0x22, BACKSLASH = 0x5c;
+
+/** tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA (RFC 9110 §5.6.2) */
+const IS_TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") IS_TCHAR[c.charCodeAt(0)] = 1;
+
+/** field-vchar / SP / HTAB (RFC 9110 §5.5): everything but CTLs (0x00-0x1F except HTAB) and DEL. */
+const IS_FIELD_CHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) IS_FIELD_CHAR[c] = (c >= 0x20 && c !== 0x7f) || c === HTAB ? 1 : 0;
+
+/** Bytes of a request-target: visible ASCII except '#' (RFC 9112 §3.2; a fragment is never sent). */
+const IS_TARGET_CHAR = new Uint8Array(256);
+for (let c = 0x21; c < 0x7f; c++) IS_TARGET_CHAR[c] = c === 0x23 ? 0 : 1;
+
+/** qdtext = HTAB / SP / 0x21 / 0x23-0x5B / 0x5D-0x7E / obs-text (RFC 9110 §5.6.4) */
+const IS_QDTEXT = new Uint8Array(256);
+for (let c = 0; c < 256; c++) IS_QDTEXT[c] = c === HTAB || c === SP || c === 0x21 || (c >= 0x23 && c <= 0x7e && c !== BACKSLASH) || c >= 0x80 ? 1 : 0;
+
+const HEX_VALUE = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX_VALUE[0x30 + c] = c;
+for (let c = 0; c < 6; c++) HEX_VALUE[0x41 + c] = HEX_VALUE[0x61 + c] = 10 + c;
+
+function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (!IS_TCHAR[s.charCodeAt(i)]) return false;
+  return true;
+}
+
+function isTokenBytes(buf: Uint8Array, start: number, end: number): boolean {
+  if (start >= end) return false;
+  for (let i = start; i < end; i++) if (!IS_TCHAR[buf[i]]) return false;
+  return true;
+}
+
+function isOws(c: number): boolean {
+  return c === SP || c === HTAB;
+}
+
+/** A string of decimal digits only; -1 when empty, not all digits, or too long to be exact. */
+function parseDigits(s: string): number {
+  if (s.length === 0 || s.length > MAX_CONTENT_LENGTH_DIGITS) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** Strip SP and HTAB only (RFC 9110 §5.5 OWS): String.prototype.trim removes far more. */
+function trimOws(s: string): string {
+  let a = 0, b = s.length;
+  while (a < b && isOws(s.charCodeAt(a))) a++;
+  while (b > a && isOws(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
+/** Split a comma-separated list (RFC 9110 §5.6.1), dropping empty elements as the RFC asks. */
+function splitList(value: string): string[] {
+  const out: string[] = [];
+  for (const part of value.split(",")) {
+    const item = trimOws(part);
+    if (item.length > 0) out.push(item);
+  }
+  return out;
+}
+
+function latin1(buf: Buffer, start: number, end: number): string {
+  return (buf as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(start, end);
+}
+
+const ASCII_LOWER_CACHE = new Map<string, string>();
+/** Header names are tokens (ASCII), so toLowerCase is exact; cached because the same few names recur. */
+function lowerName(name: string): string {
+  let lower = ASCII_LOWER_CACHE.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (ASCII_LOWER_CACHE.size < 2048) ASCII_LOWER_CACHE.set(name, lower);
+  }
+  return lower;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+// ==== 4. Listen and accept ====
+// (Bun.listen is called from startServer in section 12; its handlers only delegate to the
+//  connection functions there, so the order of a request's life stays readable below.)
+
+// ==== 5. Connection state ====
+// See `Conn` in section 12: the parser, the exchange in progress, the unsent bytes, one deadline.
+
+// ==== 6. Parse the head ====
+
+export interface ParserLimits {
+  maxRequestLineBytes: number;
+  maxHeaderFields: number;
+  maxHeaderFieldBytes: number;
+  maxBodyBytes: number;
+}
+
+export interface RequestHead {
+  method: string;
+  target: string;
+  path: string;
+  query: string;
+  version: "HTTP/1.0" | "HTTP/1.1";
+  headers: [name: string, value: string][];
+  contentLength: number;
+  chunked: boolean;
+  keepAlive: boolean;
+  expectContinue: boolean;
+}
+
+export type ParseEvent =
+  | { kind: "need-more" }
+  | { kind: "head"; head: RequestHead }
+  | { kind: "body"; data: Uint8Array }
+  | { kind: "end" }
+  | { kind: "error"; status: number; code: string; message: string };
+
+const NEED_MORE: ParseEvent = Object.freeze({ kind: "need-more" });
+const END: ParseEvent = Object.freeze({ kind: "end" });
+
+type ParserState =
+  | "REQUEST_LINE" // before and in the request line (leading empty lines skipped)
+  | "FIELDS" // header field lines until the blank line
+  | "BODY_LENGTH" // Content-Length bytes left
+  | "CHUNK_SIZE" // chunk-size [ chunk-ext ] CRLF
+  | "CHUNK_DATA" // chunk bytes left
+  | "CHUNK_DATA_END" // the CRLF after chunk data
+  | "TRAILERS" // trailer field lines until the blank line
+  | "HEAD_DONE" // head returned; framing decides the next state
+  | "ERROR";
+
+/**
+ * Incremental, sans-IO HTTP/1.1 request parser (RFC 9112). Feed bytes, then call
+ * next() until "need-more". Each complete line is consumed as soon as it is read, so
+ * feeding byte by byte costs no more than feeding whole. After an error every call
+ * returns the same error: nothing after a bad request is ever read as a request.
+ */
+export class RequestParser {
+  private readonly limits: ParserLimits;
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  private state: ParserState = "REQUEST_LINE";
+  private error: ParseEvent | null = null;
+  // The head being read.
+  private head: RequestHead | null = null;
+  private fieldCount = 0;
+  // The body being read.
+  private bodyLeft = 0;
+  private bodyTotal = 0;
+
+  constructor(limits: Partial<ParserLimits> = {}) {
+    this.limits = {
+      maxRequestLineBytes: limits.maxRequestLineBytes ?? DEFAULTS.limitRequestLine,
+      maxHeaderFields: limits.maxHeaderFields ?? DEFAULTS.limitRequestFields,
+      maxHeaderFieldBytes: limits.maxHeaderFieldBytes ?? DEFAULTS.limitRequestFieldSize,
+      maxBodyBytes: limits.maxBodyBytes ?? DEFAULTS.limitRequestBody,
+    };
+  }
+
+  get bufferedBytes(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /** True between a request's first byte and its blank line (the header timeout runs then). */
+  get isInHead(): boolean {
+    return (this.state === "REQUEST_LINE" && this.bufferedBytes > 0) || this.state === "FIELDS";
+  }
+
+  feed(bytes: Uint8Array): void {
+    if (bytes.length === 0 || this.state === "ERROR") return;
+    if (this.pos >= this.buf.length) {
+      this.buf = asBuffer(bytes);
+    } else {
+      this.buf = Buffer.concat([this.buf.subarray(this.pos), bytes]);
+    }
+    this.pos = 0;
+  }
+
+  next(): ParseEvent {
+    switch (this.state) {
+      case "REQUEST_LINE":
+      case "FIELDS":
+        return this.readHead();
+      case "HEAD_DONE":
+        return this.startBody();
+      case "BODY_LENGTH":
+        return this.readLengthBody();
+      case "CHUNK_SIZE":
+      case "CHUNK_DATA":
+      case "CHUNK_DATA_END":
+      case "TRAILERS":
+        return this.readChunked();
+      case "ERROR":
+        return this.error!;
+    }
+  }
+
+  private fail(status: number, code: string, message: string): ParseEvent {
+    this.state = "ERROR";
+    this.error = { kind: "error", status, code, message };
+    this.buf = Buffer.alloc(0);
+    this.pos = 0;
+    return this.error;
+  }
+
+  /**
+   * Find the next CRLF-terminated line. Returns the index of its CR, -1 when the
+   * line is incomplete, or -2 for a bare CR or bare LF (RFC 9112 §2.2: we reject
+   * rather than guess, since peers disagreeing on line ends is how smuggling starts).
+   */
+  private findLineEnd(maxLineBytes: number): number {
+    const buf = this.buf;
+    const cr = buf.indexOf(CR, this.pos);
+    const lf = buf.indexOf(LF, this.pos);
+    if (lf !== -1 && (cr === -1 || lf < cr)) return -2;
+    if (cr === -1) return buf.length - this.pos > maxLineBytes ? -3 : -1;
+    if (cr + 1 >= buf.length) return cr - this.pos > maxLineBytes ? -3 : -1;
+    if (buf[cr + 1] !== LF) return -2;
+    return cr;
+  }
+
+  private readHead(): ParseEvent {
+    for (;;) {
+      const isRequestLine = this.state === "REQUEST_LINE";
+      const max = isRequestLine ? this.limits.maxRequestLineBytes : this.limits.maxHeaderFieldBytes;
+      const cr = this.findLineEnd(max);
+      if (cr === -1) return NEED_MORE;
+      if (cr === -2) return this.fail(400, "BARE_CR_OR_LF", "line ends must be CRLF");
+      const start = this.pos;
+      if (cr === -3 || cr - start > max) {
+        return isRequestLine
+          ? this.fail(414, "REQUEST_LINE_TOO_LONG", "request line too long")
+          : this.fail(431, "FIELD_TOO_LARGE", "header field too large");
+      }
+      this.pos = cr + 2;
+      if (isRequestLine) {
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
+        if (cr === start) continue;
+        const err = this.parseRequestLine(start, cr);
+        if (err) return err;
+        this.state = "FIELDS";
+        continue;
+      }
+      if (cr === start) return this.finishHead();
+      const err = this.parseFieldLine(start, cr, this.head!.headers);
+      if (err) return err;
+    }
+  }
+
+  /** request-line = method SP request-target SP HTTP-version (RFC 9112 §3), nothing more. */
+  private parseRequestLine(start: number, end: number): ParseEvent | null {
+    const buf = this.buf;
+    const sp1 = buf.indexOf(SP, start);
+    if (sp1 === -1 || sp1 >= end) return this.fail(400, "BAD_REQUEST_LINE", "malformed request line");
+    const sp2 = buf.indexOf(SP, sp1 + 1);
+    if (sp2 === -1 || sp2 >= end) return this.fail(400, "BAD_REQUEST_LINE", "malformed request line");
+    if (!isTokenBytes(buf, start, sp1)) return this.fail(400, "BAD_METHOD", "method is not a token");
+    for (let i = sp1 + 1; i < sp2; i++) {
+      if (!IS_TARGET_CHAR[buf[i]]) return this.fail(400, "BAD_TARGET", "invalid byte in request target");
+    }
+    if (sp2 === sp1 + 1) return this.fail(400, "BAD_TARGET", "empty request target");
+    const version = this.parseVersion(sp2 + 1, end);
+    if (typeof version !== "string") return version;
+    const method = latin1(buf, start, sp1);
+    const target = latin1(buf, sp1 + 1, sp2);
+    const form = splitTarget(method, target);
+    if (form === null) return this.fail(400, "BAD_TARGET", "request target not allowed for this method");
+    this.head = {
+      method, target, path: form[0], query: form[1], version, headers: [],
+      contentLength: -1, chunked: false, keepAlive: version === "HTTP/1.1", expectContinue: false,
+    };
+    this.fieldCount = 0;
+    return null;
+  }
+
+  /** HTTP-version = "HTTP" "/" DIGIT "." DIGIT (RFC 9112 §2.3); we serve 1.0 and 1.1. */
+  private parseVersion(start: number, end: number): "HTTP/1.0" | "HTTP/1.1" | ParseEvent {
+    const b = this.buf;
+    const wellFormed = end - start === 8 && b[start] === 0x48 && b[start + 1] === 0x54 && b[start + 2] === 0x54 &&
+      b[start + 3] === 0x50 && b[start + 4] === 0x2f && HEX_VALUE[b[start + 5]] >= 0 && b[start + 5] <= 0x39 &&
+      b[start + 6] === 0x2e && HEX_VALUE[b[start + 7]] >= 0 && b[start + 7] <= 0x39;
+    if (!wellFormed) return this.fail(400, "BAD_VERSION", "malformed HTTP version");
+    if (b[start + 5] === 0x31 && b[start + 7] === 0x31) return "HTTP/1.1";
+    if (b[start + 5] === 0x31 && b[start + 7] === 0x30) return "HTTP/1.0";
+    return this.fail(505, "VERSION_NOT_SUPPORTED", "only HTTP/1.0 and HTTP/1.1 are served");
+  }
+
+  /** field-line = field-name ":" OWS field-value OWS (RFC 9112 §5). */
+  private parseFieldLine(start: number, end: number, into: [string, string][]): ParseEvent | null {
+    const buf = this.buf;
+    // RFC 9112 §5.2: obs-fold is rejected; a line starting with whitespace is one.
+    if (isOws(buf[start])) return this.fail(400, "OBS_FOLD", "obsolete line folding");
+    if (++this.fieldCount > this.limits.maxHeaderFields) {
+      return this.fail(431, "TOO_MANY_FIELDS", "too many header fields");
+    }
+    const colon = buf.indexOf(COLON, start);
+    if (colon === -1 || colon >= end) return this.fail(400, "BAD_FIELD", "header field without a colon");
+    // RFC 9112 §5.1: no whitespace between name and colon; the name is a token.
+    if (!isTokenBytes(buf, start, colon)) return this.fail(400, "BAD_FIELD_NAME", "header name is not a token");
+    let a = colon + 1, b = end;
+    while (a < b && isOws(buf[a])) a++;
+    while (b > a && isOws(buf[b - 1])) b--;
+    for (let i = a; i < b; i++) {
+      if (!IS_FIELD_CHAR[buf[i]]) return this.fail(400, "BAD_FIELD_VALUE", "invalid byte in header value");
+    }
+    into.push([lowerName(latin1(buf, start, colon)), latin1(buf, a, b)]);
+    return null;
+  }
+
+  /** The blank line: apply the message-level rules, then hand the head out. */
+  private finishHead(): ParseEvent {
+    const head = this.head!;
+    const err = applyHeadRules(head, this.limits.maxBodyBytes);
+    if (err) return this.fail(err.status, err.code, err.message);
+    this.state = "HEAD_DONE";
+    return { kind: "head", head };
+  }
+
+  // ==== 7. Body framing ====
+
+  /** RFC 9112 §6.3: chunked, else Content-Length, else no body (requests are never close-delimited). */
+  private startBody(): ParseEvent {
+    const head = this.head!;
+    this.bodyTotal = 0;
+    if (head.chunked) {
+      this.state = "CHUNK_SIZE";
+      return this.readChunked();
+    }
+    if (head.contentLength > 0) {
+      this.bodyLeft = head.contentLength;
+      this.state = "BODY_LENGTH";
+      return this.readLengthBody();
+    }
+    return this.endMessage();
+  }
+
+  private endMessage(): ParseEvent {
+    this.state = "REQUEST_LINE";
+    this.head = null;
+    return END;
+  }
+
+  private takeBody(max: number): Uint8Array {
+    const n = Math.min(max, this.buf.length - this.pos);
+    const data = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return data;
+  }
+
+  private readLengthBody(): ParseEvent {
+    if (this.bodyLeft === 0) return this.endMessage();
+    if (this.pos >= this.buf.length) return NEED_MORE;
+    const data = this.takeBody(this.bodyLeft);
+    this.bodyLeft -= data.length;
+    return { kind: "body", data };
+  }
+
+  /** chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 §7.1). */
+  private readChunked(): ParseEvent {
+    for (;;) {
+      switch (this.state) {
+        case "CHUNK_SIZE": {
+          const cr = this.findLineEnd(MAX_CHUNK_LINE_BYTES);
+          if (cr === -1) return NEED_MORE;
+          if (cr < 0 || cr - this.pos > MAX_CHUNK_LINE_BYTES) return this.fail(400, "BAD_CHUNK", "malformed chunk size line");
+          const size = this.parseChunkSizeLine(this.pos, cr);
+          if (typeof size !== "number") return size;
+          this.pos = cr + 2;
+          if (size === 0) {
+            this.state = "TRAILERS";
+            this.fieldCount = 0;
+            continue;
+          }
+          this.bodyLeft = size;
+          this.state = "CHUNK_DATA";
+          continue;
+        }
+        case "CHUNK_DATA": {
+          if (this.pos >= this.buf.length) return NEED_MORE;
+          const data = this.takeBody(this.bodyLeft);
+          this.bodyLeft -= data.length;
+          if (this.bodyLeft === 0) this.state = "CHUNK_DATA_END";
+          return { kind: "body", data };
+        }
+        case "CHUNK_DATA_END": {
+          if (this.buf.length - this.pos < 2) {
+            if (this.buf.length > this.pos && this.buf[this.pos] !== CR) return this.fail(400, "BAD_CHUNK", "chunk data not followed by CRLF");
+            return NEED_MORE;
+          }
+          if (this.buf[this.pos] !== CR || this.buf[this.pos + 1] !== LF) return this.fail(400, "BAD_CHUNK", "chunk data not followed by CRLF");
+          this.pos += 2;
+          this.state = "CHUNK_SIZE";
+          continue;
+        }
+        case "TRAILERS": {
+          // RFC 9112 §7.1.2: trailer fields are read with the header rules, then dropped.
+          const cr = this.findLineEnd(this.limits.maxHeaderFieldBytes);
+          if (cr === -1) return NEED_MORE;
+          if (cr === -2) return this.fail(400, "BARE_CR_OR_LF", "line ends must be CRLF");
+          if (cr === -3 || cr - this.pos > this.limits.maxHeaderFieldBytes) return this.fail(431, "FIELD_TOO_LARGE", "trailer field too large");
+          const start = this.pos;
+          this.pos = cr + 2;
+          if (cr === start) return this.endMessage();
+          const err = this.parseFieldLine(start, cr, []);
+          if (err) return err;
+          continue;
+        }
+        default:
+          throw new Error(`unreachable parser state ${this.state}`);
+      }
+    }
+  }
+
+  /** chunk-size [ chunk-ext ]: HEXDIG only, then ( BWS ";" BWS name [ BWS "=" BWS value ] )* (RFC 9112 §7.1.1). */
+  private parseChunkSizeLine(start: number, end: number): number | ParseEvent {
+    const buf = this.buf;
+    let i = start, size = 0;
+    while (i < end && HEX_VALUE[buf[i]] >= 0) {
+      if (i - start >= MAX_CHUNK_SIZE_DIGITS) return this.fail(400, "BAD_CHUNK", "chunk size too long");
+      size = size * 16 + HEX_VALUE[buf[i]];
+      i++;
+    }
+    if (i === start) return this.fail(400, "BAD_CHUNK", "chunk size is not hex");
+    if (!this.isValidChunkExtensions(i, end)) return this.fail(400, "BAD_CHUNK", "malformed chunk extension");
+    this.bodyTotal += size;
+    if (this.bodyTotal > this.limits.maxBodyBytes) return this.fail(413, "BODY_TOO_LARGE", "request body too large");
+    return size;
+  }
+
+  private isValidChunkExtensions(i: number, end: number): boolean {
+    const buf = this.buf;
+    const skipBws = () => { while (i < end && isOws(buf[i])) i++; };
+    const skipToken = () => { const s = i; while (i < end && IS_TCHAR[buf[i]]) i++; return i > s; };
+    for (;;) {
+      skipBws();
+      if (i === end) return true;
+      if (buf[i] !== SEMI) return false;
+      i++;
+      skipBws();
+      if (!skipToken()) return false;
+      skipBws();
+      if (i === end) return true;
+      if (buf[i] === SEMI) continue;
+      if (buf[i] !== EQUALS) return false;
+      i++;
+      skipBws();
+      if (buf[i] === DQUOTE) {
+        i++;
+        for (;;) {
+          if (i >= end) return false;
+          const c = buf[i];
+          if (c === DQUOTE) { i++; break; }
+          if (c === BACKSLASH) {
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            if (i + 1 >= end || !(IS_QDTEXT[buf[i + 1]] || buf[i + 1] === DQUOTE || buf[i + 1] === BACKSLASH)) return false;
+            i += 2;
+            continue;
+          }
+          if (!IS_QDTEXT[c]) return false;
+          i++;
+        }
+      } else if (!skipToken()) {
+        return false;
+      }
+    }
+  }
+}
+
+/**
+ * The request-target forms of RFC 9112 §3.2: origin-form for every method, "*" for
+ * OPTIONS only, authority-form for CONNECT only, absolute-form for any method.
+ * Returns [path, query] or null when the form is not allowed.
+ */
+function splitTarget(method: string, target: string): [string, string] | null {
+  if (method === "CONNECT") {
+    // authority-form = uri-host ":" port; never a path.
+    const colon = target.lastIndexOf(":");
+    if (target[0] === "/" || colon <= 0 || parseDigits(target.slice(colon + 1)) < 0) return null;
+    return ["", ""];
+  }
+  if (target === "*") return method === "OPTIONS" ? ["*", ""] : null;
+  let pathAndQuery = target;
+  if (target.charCodeAt(0) !== 0x2f) {
+    const scheme = /^https?:\/\/[^/?]+/i.exec(target);
+    if (scheme === null) return null;
+    pathAndQuery = target.slice(scheme[0].length);
+    if (pathAndQuery.charCodeAt(0) !== 0x2f) pathAndQuery = "/" + pathAndQuery;
+  }
+  const q = pathAndQuery.indexOf("?");
+  return q === -1 ? [pathAndQuery, ""] : [pathAndQuery.slice(0, q), pathAndQuery.slice(q + 1)];
+}
+
+/** Message-level rules on a complete head: Host, framing, Expect, Connection. */
+function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | null {
+  let hosts = 0, contentLength = -1;
+  let transferCodings: string[] | null = null;
+  for (const [name, value] of head.headers) {
+    switch (name) {
+      case "host":
+        hosts++;
+        break;
+      case "content-length": {
+        // RFC 9110 §8.6: digits only. A list or two different values is refused (RFC 9112 §6.3 ¶5).
+        const n = parseDigits(value);
+        if (n < 0) return new HttpError(400, "BAD_CONTENT_LENGTH", "invalid Content-Length");
+        if (contentLength !== -1 && contentLength !== n) return new HttpError(400, "BAD_CONTENT_LENGTH", "conflicting Content-Length");
+        contentLength = n;
+        break;
+      }
+      case "transfer-encoding":
+        transferCodings ??= [];
+        for (const coding of splitList(value)) {
+          if (!isToken(coding)) return new HttpError(400, "BAD_TRANSFER_ENCODING", "invalid Transfer-Encoding");
+          transferCodings.push(coding.toLowerCase());
+        }
+        break;
+      case "expect":
+        // RFC 9110 §10.1.1: 100-continue is the only expectation; a 1.0 request's is ignored.
+        if (value.toLowerCase() !== "100-continue") return new HttpError(417, "EXPECTATION_FAILED", "unsupported expectation");
+        head.expectContinue = head.version === "HTTP/1.1";
+        break;
+      case "connection":
+        for (const option of splitList(value)) {
+          const o = option.toLowerCase();
+          if (o === "close") head.keepAlive = false;
+          else if (o === "keep-alive" && head.version === "HTTP/1.0") head.keepAlive = true;
+        }
+        break;
+    }
+  }
+  // RFC 9112 §3.2: a 1.1 request has exactly one Host; more than one is always refused.
+  if (hosts > 1 || (hosts === 0 && head.version === "HTTP/1.1")) return new HttpError(400, "BAD_HOST", "exactly one Host header is required");
+  if (transferCodings !== null) {
+    // RFC 9112 §6.1: Transfer-Encoding is 1.1-only; with Content-Length it is a smuggling attempt.
+    if (head.version === "HTTP/1.0") return new HttpError(400, "TRANSFER_ENCODING_ON_1_0", "Transfer-Encoding in an HTTP/1.0 request");
+    if (contentLength !== -1) return new HttpError(400, "LENGTH_AND_CHUNKED", "both Content-Length and Transfer-Encoding");
+    if (transferCodings.length !== 1 || transferCodings[0] !== "chunked") {
+      return new HttpError(501, "UNSUPPORTED_TRANSFER_CODING", "only chunked transfer coding is supported");
+    }
+    head.chunked = true;
+    // RFC 9112 §9.6 ¶6: a chunked request the server cannot frame otherwise forces close on error only.
+  }
+  if (contentLength > maxBodyBytes) return new HttpError(413, "BODY_TOO_LARGE", "request body too large");
+  head.contentLength = contentLength;
+  if (!head.chunked && contentLength <= 0) head.expectContinue = false;
+  return null;
+}
+
+// ==== 8. Environ ====
+
+export interface ConnectionInfo {
+  remoteAddr: string;
+  remotePort: number;
+  serverName: string;
+  serverPort: number;
+  scheme: "http" | "https";
+}
+
+const ENVIRON_KEY_CACHE = new Map<string, string>();
+/** "user-agent" → "HTTP_USER_AGENT" (PEP 3333 / CGI §4.1.18). */
+function environKey(name: string): string {
+  let key = ENVIRON_KEY_CACHE.get(name);
+  if (key === undefined) {
+    key = "HTTP_" + name.toUpperCase().replaceAll("-", "_");
+    if (ENVIRON_KEY_CACHE.size < 2048) ENVIRON_KEY_CACHE.set(name, key);
+  }
+  return key;
+}
+
+/** %XX → the byte, as a latin-1 char; a '%' not followed by two hex digits stays as it is. */
+export function percentDecodeLatin1(s: string): string {
+  if (s.indexOf("%") === -1) return s;
+  let out = "";
+  let last = 0;
+  for (let i = 0; i + 2 < s.length; i++) {
+    if (s.charCodeAt(i) !== 0x25) continue;
+    const c1 = s.charCodeAt(i + 1), c2 = s.charCodeAt(i + 2);
+    if (c1 > 0xff || c2 > 0xff || HEX_VALUE[c1] < 0 || HEX_VALUE[c2] < 0) continue;
+    out += s.slice(last, i) + String.fromCharCode(HEX_VALUE[c1] * 16 + HEX_VALUE[c2]);
+    i += 2;
+    last = i + 1;
+  }
+  return out + s.slice(last);
+}
+
+/**
+ * The CGI part of the PEP 3333 environ: native strings carrying bytes as latin-1.
+ * The wsgi.* keys are added by whoever runs the app (this process or a Python worker).
+ */
+export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName: string): Record<string, string> {
+  let pathInfo = percentDecodeLatin1(head.path);
+  if (scriptName !== "" && (pathInfo === scriptName || pathInfo.startsWith(scriptName + "/"))) {
+    pathInfo = pathInfo.slice(scriptName.length);
+  }
+  const environ: Record<string, string> = {
+    REQUEST_METHOD: head.method,
+    SCRIPT_NAME: scriptName,
+    PATH_INFO: pathInfo,
+    QUERY_STRING: head.query,
+    RAW_URI: head.target,
+    SERVER_NAME: conn.serverName,
+    SERVER_PORT: String(conn.serverPort),
+    SERVER_PROTOCOL: head.version,
+    SERVER_SOFTWARE: SERVER_HEADER,
+    REMOTE_ADDR: conn.remoteAddr,
+    REMOTE_PORT: String(conn.remotePort),
+    "wsgi.url_scheme": conn.scheme,
+  };
+  for (const [name, value] of head.headers) {
+    // A '_' in a name would map onto the same key as '-': X_Forwarded_For could pose as
+    // X-Forwarded-For, so such headers are dropped (as nginx and gunicorn ≥ 22 do).
+    if (name.indexOf("_") !== -1) continue;
+    let key: string;
+    if (name === "content-type") key = "CONTENT_TYPE";
+    else if (name === "content-length") key = "CONTENT_LENGTH";
+    else key = environKey(name);
+    const previous = environ[key];
+    // RFC 9110 §5.3: repeated fields combine with ", "; Cookie uses "; " (RFC 6265 §5.4).
+    environ[key] = previous === undefined ? value : previous + (name === "cookie" ? "; " : ", ") + value;
+  }
+  return environ;
+}
+
+// ==== 9. start_response and the app (TypeScript apps) ====
+
+export type Chunk = Uint8Array | string;
+export type WriteFn = (chunk: Chunk) => void;
+export type StartResponse = (status: string, headers: [string, string][], excInfo?: unknown) => WriteFn;
+export type AppBody = (Iterable<Chunk> | AsyncIterable<Chunk>) & { close?: () => void };
+export type Environ = Record<string, any>;
+export type WsgiApp = (environ: Environ, startResponse: StartResponse) => AppBody | Promise<AppBody>;
+
+/** wsgi.input for a TypeScript app: the whole body, already received (within --limit-request-body). */
+export class BytesInput {
+  private pos = 0;
+  constructor(private readonly body: Uint8Array) {}
+
+  read(n?: number): Uint8Array {
+    const end = n === undefined || n < 0 ? this.body.length : Math.min(this.body.length, this.pos + n);
+    const out = this.body.subarray(this.pos, end);
+    this.pos = end;
+    return out;
+  }
+
+  readline(limit = -1): Uint8Array {
+    const nl = this.body.indexOf(LF, this.pos);
+    let end = nl === -1 ? this.body.length : nl + 1;
+    if (limit >= 0) end = Math.min(end, this.pos + limit);
+    const out = this.body.subarray(this.pos, end);
+    this.pos = end;
+    return out;
+  }
+
+  readlines(): Uint8Array[] {
+    return [...this];
+  }
+
+  *[Symbol.iterator](): Iterator<Uint8Array> {
+    for (let line = this.readline(); line.length > 0; line = this.readline()) yield line;
+  }
+}
+
+/** wsgi.errors: lines written by the app go to the error log. */
+function makeErrorStream(log: Logger): { write(s: string): void; writelines(lines: string[]): void; flush(): void } {
+  let partial = "";
+  return {
+    write(s: string) {
+      partial += s;
+      let nl: number;
+      while ((nl = partial.indexOf("\n")) !== -1) {
+        log.error(partial.slice(0, nl));
+        partial = partial.slice(nl + 1);
+      }
+    },
+    writelines(lines: string[]) { for (const l of lines) this.write(l); },
+    flush() { if (partial) { log.error(partial); partial = ""; } },
+  };
+}
+
+/** Byte length of a chunk as it will go on the wire (strings are sent as UTF-8). */
+function chunkByteLength(chunk: Chunk): number {
+  return typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.byteLength;
+}
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return x !== null && typeof x === "object" && typeof (x as any).then === "function";
+}
+
+/**
+ * Run a TypeScript app for one exchange, PEP 3333 style: call it, then pull its body
+ * chunk by chunk, pausing while the client socket is backed up, and call close() once
+ * whatever happens.
+ */
+function runTypeScriptApp(app: WsgiApp, ex: Exchange, body: Uint8Array, server: Server): void {
+  const environ: Environ = ex.environ;
+  environ["wsgi.version"] = [1, 0];
+  environ["wsgi.input"] = new BytesInput(body);
+  environ["wsgi.errors"] = server.errorStream;
+  environ["wsgi.multithread"] = false;
+  environ["wsgi.multiprocess"] = false;
+  environ["wsgi.run_once"] = false;
+  // The body is whole before the app runs, so reading to EOF is always safe.
+  environ["wsgi.input_terminated"] = true;
+
+  let result: AppBody | null = null;
+  let isClosed = false;
+  const closeResult = () => {
+    if (isClosed) return;
+    isClosed = true;
+    try {
+      result?.close?.();
+    } catch (err) {
+      server.log.error(`close() of the app's body raised: ${describeError(err)}`);
+    }
+  };
+  const fail = (err: unknown) => {
+    closeResult();
+    ex.failApp(err);
+  };
+  ex.onAbort = closeResult;
+
+  const write: WriteFn = (chunk) => ex.writeBody(chunk);
+  const startResponse: StartResponse = (status, headers, excInfo) => {
+    if (excInfo !== undefined && excInfo !== null) {
+      // PEP 3333: with exc_info after the headers went out, re-raise.
+      if (ex.isHeadCommitted) throw excInfo;
+    } else if (ex.hasResponse) {
+      throw new Error("start_response called a second time without exc_info (PEP 3333)");
+    }
+    ex.setResponse(status, headers);
+    return write;
+  };
+
+  const consume = (value: unknown) => {
+    result = value as AppBody;
+    if (Array.isArray(result)) return writeArrayBody(result);
+    if (result !== null && typeof result === "object" || typeof result === "function") {
+      if (typeof (result as any)[Symbol.iterator] === "function" && typeof result !== "string") {
+        return pumpSyncIterator((result as Iterable<Chunk>)[Symbol.iterator]());
+      }
+      if (typeof (result as any)[Symbol.asyncIterator] === "function") {
+        return pumpAsyncIterator((result as AsyncIterable<Chunk>)[Symbol.asyncIterator]());
+      }
+    }
+    fail(new TypeError("the app must return an iterable of Uint8Array or string chunks (PEP 3333)"));
+  };
+
+  const finish = () => {
+    if (ex.isDone) return closeResult();
+    try {
+      ex.endResponse();
+    } finally {
+      closeResult();
+    }
+  };
+
+  // The whole body is known: give it a Content-Length (as gunicorn does for one-item lists).
+  const writeArrayBody = (chunks: Chunk[]) => {
+    try {
+      if (!ex.isHeadCommitted) {
+        let total = ex.bytesWritten;
+        for (const c of chunks) total += chunkByteLength(c);
+        ex.knownLength = total;
+      }
+      for (const c of chunks) ex.writeBody(c);
+      finish();
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  const pumpSyncIterator = (it: Iterator<Chunk>) => {
+    const step = () => {
+      try {
+        for (;;) {
+          if (ex.isAborted) return closeResult();
+          const r = it.next();
+          if (r.done) return finish();
+          ex.writeBody(r.value);
+          if (ex.conn.isBackedUp) return ex.conn.whenDrained(step);
+        }
+      } catch (err) {
+        fail(err);
+      }
+    };
+    step();
+  };
+
+  const pumpAsyncIterator = async (it: AsyncIterator<Chunk>) => {
+    try {
+      for (;;) {
+        if (ex.isAborted) {
+          await it.return?.();
+          return closeResult();
+        }
+        const r = await it.next();
+        if (r.done) return finish();
+        ex.writeBody(r.value);
+        if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
+      }
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  try {
+    const value = app(environ, startResponse);
+    if (isThenable(value)) value.then(consume, fail);
+    else consume(value);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+// ==== 10. Serialize the response ====
+
+let cachedDateSecond = -1;
+let cachedDate = "";
+/** IMF-fixdate (RFC 9110 §5.6.7), computed at most once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== cachedDateSecond) {
+    cachedDateSecond = second;
+    cachedDate = new Date(now).toUTCString();
+  }
+  return cachedDate;
+}
+
+/** Headers an app must not send (PEP 3333 "hop-by-hop"); the server owns the connection's framing. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"]);
+
+/** What the app asked for, checked: a bad status or header is the app's error (→ 500), never on the wire. */
+interface CheckedResponse {
+  status: number;
+  statusLine: string;
+  headerLines: string;
+  contentLength: number;
+  hasDate: boolean;
+  hasServer: boolean;
+  wantsClose: boolean;
+  isAscii: boolean;
+}
+
+function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || !IS_FIELD_CHAR[c]) return false;
+  }
+  return true;
+}
+
+function checkResponse(status: unknown, headers: unknown): CheckedResponse {
+  // PEP 3333: status is "NNN Reason-Phrase"; RFC 9112 §4: reason = *( HTAB / SP / VCHAR / obs-text ).
+  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || !isFieldValue(status)) {
+    throw new TypeError(`invalid status line from app: ${JSON.stringify(status)}`);
+  }
+  const code = parseDigits(status.slice(0, 3));
+  if (code < 200 || code > 599) throw new TypeError(`invalid status code from app: ${JSON.stringify(status)}`);
+  if (!Array.isArray(headers)) throw new TypeError("response headers must be a list of [name, value] pairs");
+  let headerLines = "", contentLength = -1, hasDate = false, hasServer = false, wantsClose = false;
+  let isAscii = !/[^\x00-\x7f]/.test(status);
+  for (const pair of headers) {
+    if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError("each response header must be a [name, value] pair");
+    const [name, value] = pair;
+    if (typeof name !== "string" || !isToken(name)) throw new TypeError(`invalid response header name: ${JSON.stringify(name)}`);
+    if (typeof value !== "string" || !isFieldValue(value)) throw new TypeError(`invalid value for response header ${name}`);
+    const lower = lowerName(name);
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === "connection" && splitList(value.toLowerCase()).includes("close")) wantsClose = true;
+      continue;
+    }
+    if (lower === "content-length") {
+      const n = parseDigits(trimOws(value));
+      if (n < 0 || (contentLength !== -1 && n !== contentLength)) throw new TypeError(`invalid Content-Length from app: ${JSON.stringify(value)}`);
+      if (contentLength !== -1) continue;
+      contentLength = n;
+      if (code === 204) continue; // RFC 9110 §8.6: never on a 204
+    } else if (lower === "date") hasDate = true;
+    else if (lower === "server") hasServer = true;
+    if (isAscii && /[^\x00-\x7f]/.test(value)) isAscii = false;
+    headerLines += name + ": " + value + "\r\n";
+  }
+  return { status: code, statusLine: status, headerLines, contentLength, hasDate, hasServer, wantsClose, isAscii };
+}
+
+/** A request we refuse before any app runs: short plain text, then close (RFC 9112 §9.6). */
+function serializeRejection(status: number, message: string): string {
+  const body = `${REASONS[status] ?? "Error"}: ${message}\n`;
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+    `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/**
+ * One request and its response. The app stage (a TypeScript app here, a Python worker
+ * in section 13) calls setResponse, writeBody and endResponse or failApp; the exchange
+ * turns them into bytes with the right framing and hands them to its connection.
+ */
+export class Exchange {
+  environ: Environ;
+  onAbort: (() => void) | null = null;
+  knownLength = -1; // set by a runner that knows the whole body's size
+  bytesWritten = 0;
+  isDone = false;
+  isAborted = false;
+  private response: [string, [string, string][]] | null = null;
+  private committed = false;
+  private declaredLength = -1;
+  private isChunked = false;
+  private hasNoBody = false;
+  private status = 0;
+  readonly startedAt = performance.now();
+
+  constructor(readonly conn: Conn, readonly head: RequestHead, readonly server: Server) {
+    this.environ = buildEnviron(head, conn.info, server.config.rootPath);
+  }
+
+  get hasResponse(): boolean { return this.response !== null; }
+  get isHeadCommitted(): boolean { return this.committed; }
+  get statusCode(): number { return this.status; }
+
+  setResponse(status: string, headers: [string, string][]): void {
+    this.response = [status, headers];
+  }
+
+  /** The head goes out with the first body bytes (PEP 3333: not before), framing chosen then. */
+  private commitHead(): void {
+    if (this.response === null) throw new Error("the app wrote a body before calling start_response");
+    const checked = checkResponse(this.response[0], this.response[1]);
+    const head = this.head, conn = this.conn;
+    this.status = checked.status;
+    // RFC 9110 §6.4.1: no body for HEAD, 204 and 304.
+    this.hasNoBody = head.method === "HEAD" || checked.status === 204 || checked.status === 304;
+    let framing = "";
+    if (checked.contentLength >= 0) {
+      this.declaredLength = checked.contentLength;
+    } else if (this.knownLength >= 0 && checked.status !== 204 && checked.status !== 304) {
+      this.declaredLength = this.knownLength;
+      framing = "Content-Length: " + this.knownLength + "\r\n";
+    } else if (checked.status === 204 || checked.status === 304) {
+      this.declaredLength = 0;
+    } else if (head.version === "HTTP/1.1") {
+      this.isChunked = true;
+      framing = "Transfer-Encoding: chunked\r\n";
+    } else {
+      conn.shouldCloseAfterResponse = true; // HTTP/1.0 without a length: the close ends the body
+    }
+    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.shouldCloseAfterResponse = true;
+    let text = "HTTP/1.1 " + checked.statusLine + "\r\n" + checked.headerLines + framing;
+    if (!checked.hasDate) text += "Date: " + httpDate() + "\r\n";
+    if (!checked.hasServer) text += "Server: " + SERVER_HEADER + "\r\n";
+    if (conn.shouldCloseAfterResponse) text += "Connection: close\r\n";
+    else if (head.version === "HTTP/1.0") text += "Connection: keep-alive\r\n";
+    text += "\r\n";
+    this.committed = true;
+    conn.enqueue(checked.isAscii ? text : Buffer.from(text, "latin1"), text.length);
+  }
+
+  /** Append body bytes; never past a declared Content-Length (the excess is dropped and the connection closed). */
+  writeBody(chunk: Chunk): void {
+    if (this.isDone || this.isAborted) return;
+    if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
+      throw new TypeError("body chunks must be Uint8Array or string");
+    }
+    let length = chunkByteLength(chunk);
+    if (length === 0) return; // PEP 3333: empty chunks are skipped, and do not send the head
+    if (!this.committed) this.commitHead();
+    if (this.hasNoBody) { this.bytesWritten += length; return; }
+    if (this.declaredLength >= 0 && this.bytesWritten + length > this.declaredLength) {
+      const room = this.declaredLength - this.bytesWritten;
+      this.server.log.error(`${requestLine(this.head)}: the app sent more than its Content-Length of ${this.declaredLength}; the excess is dropped`);
+      this.conn.shouldCloseAfterResponse = true;
+      if (room <= 0) return;
+      chunk = (typeof chunk === "string" ? Buffer.from(chunk) : chunk).subarray(0, room);
+      length = room;
+    }
+    this.bytesWritten += length;
+    if (this.isChunked) {
+      this.conn.enqueue(length.toString(16) + "\r\n", 0);
+      this.conn.enqueue(chunk, length);
+      this.conn.enqueue("\r\n", 2);
+    } else {
+      this.conn.enqueue(chunk, length);
+    }
+  }
+
+  endResponse(): void {
+    if (this.isDone || this.isAborted) return;
+    if (!this.committed) {
+      if (this.knownLength < 0) this.knownLength = this.bytesWritten;
+      this.commitHead();
+    }
+    if (!this.hasNoBody && this.declaredLength >= 0 && this.bytesWritten < this.declaredLength) {
+      // The body ran short of its Content-Length: the client must not mistake it for whole.
+      this.server.log.error(`${requestLine(this.head)}: the app sent ${this.bytesWritten} of its Content-Length of ${this.declaredLength} bytes; closing`);
+      this.isDone = true;
+      this.conn.abortExchange(this);
+      return;
+    }
+    if (this.isChunked && !this.hasNoBody) this.conn.enqueue("0\r\n\r\n", 5);
+    this.isDone = true;
+    this.conn.finishExchange(this);
+  }
+
+  /** The app raised (or broke a rule). Before the head went out: an error response; after: abort. */
+  failApp(err: unknown, status = 500): void {
+    if (this.isDone || this.isAborted) return;
+    this.server.log.error(`Error handling request ${requestLine(this.head)}\n${describeError(err)}`);
+    this.failWith(status, this.server.config.exposeTracebacks ? describeError(err) : "");
+  }
+
+  failWith(status: number, detail: string): void {
+    if (this.isDone || this.isAborted) return;
+    this.isDone = true;
+    if (this.conn.hasSentBytesOf(this)) {
+      this.conn.abortExchange(this);
+      return;
+    }
+    this.status = status;
+    this.conn.discardOutbox();
+    this.conn.shouldCloseAfterResponse = true;
+    const reason = REASONS[status] ?? "Error";
+    const body = detail === "" ? `${reason}\n` : `${reason}\n\n${detail}\n`;
+    const bytes = Buffer.from(body);
+    this.bytesWritten = bytes.length;
+    this.conn.enqueue(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\n` +
+        `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n`, 0);
+    if (this.head.method !== "HEAD") this.conn.enqueue(bytes, bytes.length);
+    this.conn.finishExchange(this);
+  }
+
+  /** The client went away (or the exchange was cut): stop the app and release it. */
+  abort(): void {
+    if (this.isAborted) return;
+    this.isAborted = true;
+    const onAbort = this.onAbort;
+    this.onAbort = null;
+    onAbort?.();
+  }
+}
+
+function requestLine(head: RequestHead): string {
+  return `${head.method} ${head.target} ${head.version}`;
+}
+
+// ==== 11. Write and backpressure ====
+// socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
+// what it did not take waits in `pending` and goes out on `drain`. While anything is
+// pending the app is not asked for more, so a slow reader never makes us hold more than
+// about one flush of its response.
+
+/** The app stage: where an exchange goes once its head is parsed. */
+export interface AppStage {
+  handle(ex: Exchange): void;
+  stop(graceful: boolean): Promise<void>;
+}
+
+type Deadline = "none" | "header" | "body" | "idle";
+
+/** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
+export class Conn {
+  readonly parser: RequestParser;
+  exchange: Exchange | null = null;
+  shouldCloseAfterResponse = false;
+  isClosed = false;
+  isParked = false;
+  deadline = 0;
+  deadlineKind: Deadline = "none";
+  private outbox: Chunk[] = [];
+  private outboxBytes = 0;
+  private pending: Uint8Array | null = null;
+  private drainWaiters: (() => void)[] = [];
+  private isPumping = false;
+  private isPaused = false;
+  private isEnding = false;
+  private hasPeerEnded = false;
+  private exchangeBytesFlushed = false;
+  private isBodyDone = true;
+  private hasSentContinue = false;
+  private bodyLeftover: Uint8Array | null = null;
+  private bodyWaiter: (() => void) | null = null;
+
+  constructor(readonly socket: Socket, readonly server: Server, readonly info: ConnectionInfo) {
+    this.parser = new RequestParser(server.parserLimits);
+  }
+
+  get isBackedUp(): boolean {
+    return this.pending !== null;
+  }
+
+  whenDrained(cb: () => void): void {
+    if (this.pending === null) cb();
+    else this.drainWaiters.push(cb);
+  }
+
+  enqueue(data: Chunk, byteLength: number): void {
+    this.outbox.push(data);
+    this.outboxBytes += byteLength;
+    if (this.outboxBytes >= OUTBOX_FLUSH_BYTES) this.flush();
+  }
+
+  discardOutbox(): void {
+    this.outbox = [];
+    this.outboxBytes = 0;
+  }
+
+  hasSentBytesOf(ex: Exchange): boolean {
+    return ex === this.exchange && this.exchangeBytesFlushed;
+  }
+
+  /** Hand the gathered bytes to the socket in one write. */
+  flush(): void {
+    const outbox = this.outbox;
+    if (outbox.length === 0 || this.isClosed) return;
+    const byteLength = this.outboxBytes;
+    let data: Chunk;
+    if (outbox.length === 1) data = outbox[0];
+    else if (outbox.every((c) => typeof c === "string")) data = outbox.join("");
+    else data = Buffer.concat(outbox.map((c) => (typeof c === "string" ? Buffer.from(c) : c)));
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (this.exchange !== null) this.exchangeBytesFlushed = true;
+    if (this.pending !== null) {
+      this.pending = Buffer.concat([this.pending, typeof data === "string" ? Buffer.from(data) : data]);
+      return;
+    }
+    this.writeNow(data, byteLength);
+  }
+
+  private writeNow(data: Chunk, byteLength: number): void {
+    const written = this.socket.write(data);
+    if (written < 0) return; // closed; the close handler cleans up
+    if (written < byteLength) {
+      const bytes = typeof data === "string" ? Buffer.from(data) : data;
+      this.pending = bytes.subarray(written);
+    }
+  }
+
+  onDrain(): void {
+    const pending = this.pending;
+    if (pending !== null) {
+      const written = this.socket.write(pending);
+      if (written < 0) return;
+      if (written < pending.length) {
+        this.pending = pending.subarray(written);
+        return;
+      }
+      this.pending = null;
+    }
+    if (this.isEnding) {
+      this.socket.end();
+      return;
+    }
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of waiters) cb();
+  }
+
+  // ==== 12. Keep-alive, close, timeouts ====
+
+  onData(bytes: Uint8Array): void {
+    if (this.isEnding || this.isClosed) return; // after a rejection nothing more is read (RFC 9112 §9.6)
+    this.parser.feed(bytes);
+    if (this.isParked) return;
+    if (this.bodyWaiter !== null) {
+      this.setDeadline("body", this.server.config.headerTimeoutS);
+      const waiter = this.bodyWaiter;
+      this.bodyWaiter = null;
+      waiter();
+    } else if (this.exchange === null) {
+      this.pumpRequests();
+    }
+    this.applyReadBackpressure();
+  }
+
+  /** Stop reading a client that sends faster than its requests are consumed; resume when caught up. */
+  private applyReadBackpressure(): void {
+    const isFull = this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
+    if (isFull && !this.isPaused) {
+      this.isPaused = true;
+      this.socket.pause();
+    } else if (!isFull && this.isPaused && !this.isParked) {
+      this.isPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** Read requests while none is in progress: pipelined requests are answered in order (RFC 9112 §9.3.2). */
+  pumpRequests(): void {
+    if (this.isPumping) return;
+    this.isPumping = true;
+    try {
+      while (this.exchange === null && !this.isEnding && !this.isClosed) {
+        if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.close();
+        const event = this.parser.next();
+        if (event.kind === "head") {
+          this.startExchange(event.head);
+          continue;
+        }
+        if (event.kind === "need-more") {
+          if (this.parser.isInHead) {
+            if (this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
+          } else if (this.hasPeerEnded) {
+            return this.close();
+          }
+          return;
+        }
+        if (event.kind === "error") return this.reject(event.status, event.message);
+        return this.reject(400, "unexpected body bytes"); // unreachable: bodies belong to an exchange
+      }
+    } finally {
+      this.isPumping = false;
+      this.applyReadBackpressure();
+    }
+  }
+
+  private startExchange(head: RequestHead): void {
+    this.setDeadline("none", 0);
+    this.exchangeBytesFlushed = false;
+    this.hasSentContinue = false;
+    this.bodyLeftover = null;
+    this.isBodyDone = !head.chunked && head.contentLength <= 0;
+    if (this.isBodyDone) this.parser.next(); // the "end" of a bodiless request
+    const ex = new Exchange(this, head, this.server);
+    this.exchange = ex;
+    this.server.inFlight++;
+    try {
+      this.server.app.handle(ex);
+    } catch (err) {
+      ex.failApp(err);
+    }
+  }
+
+  /**
+   * Request body bytes for the exchange in progress, at most `max`: data, null at the end,
+   * or undefined when the caller must wait for onBodyReadable. The first read answers
+   * `Expect: 100-continue` (RFC 9110 §10.1.1), so a client is never asked for a body the
+   * app does not want.
+   */
+  readBody(max: number): Uint8Array | null | undefined {
+    const ex = this.exchange;
+    if (ex === null) return null;
+    if (this.bodyLeftover !== null) {
+      const data = this.bodyLeftover;
+      this.bodyLeftover = data.length > max ? data.subarray(max) : null;
+      return data.length > max ? data.subarray(0, max) : data;
+    }
+    if (this.isBodyDone) return null;
+    if (ex.head.expectContinue && !this.hasSentContinue && !ex.isHeadCommitted) {
+      this.hasSentContinue = true;
+      this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    const event = this.parser.next();
+    switch (event.kind) {
+      case "body":
+        if (event.data.length > max) {
+          this.bodyLeftover = event.data.subarray(max);
+          return event.data.subarray(0, max);
+        }
+        return event.data;
+      case "end":
+        this.isBodyDone = true;
+        this.applyReadBackpressure();
+        return null;
+      case "need-more":
+        this.applyReadBackpressure();
+        if (this.hasPeerEnded) {
+          ex.failWith(400, "");
+          ex.abort();
+        }
+        return undefined;
+      case "error":
+        this.server.log.debug(`bad request body from ${this.info.remoteAddr}: ${event.message}`);
+        ex.failWith(event.status, "");
+        ex.abort();
+        return undefined;
+      case "head":
+        throw new Error("unreachable: a head inside a body");
+    }
+  }
+
+  onBodyReadable(cb: () => void): void {
+    this.bodyWaiter = cb;
+    this.setDeadline("body", this.server.config.headerTimeoutS);
+  }
+
+  /** The response is complete: keep the connection for the next request, or close it. */
+  finishExchange(ex: Exchange): void {
+    if (ex !== this.exchange) return;
+    this.server.logAccess(ex);
+    this.exchange = null;
+    this.bodyWaiter = null;
+    this.server.inFlight--;
+    if (!this.isBodyDone && !this.skipUnreadBody()) this.shouldCloseAfterResponse = true;
+    this.flush();
+    if (this.shouldCloseAfterResponse || this.hasPeerEnded) return this.closeAfterFlush();
+    this.setDeadline("idle", this.server.config.keepAliveS);
+    if (!this.isPumping && !this.isParked) this.pumpRequests();
+  }
+
+  /** Skip the part of a body the app did not read, if it is all here already; else we must close. */
+  private skipUnreadBody(): boolean {
+    this.bodyLeftover = null;
+    for (;;) {
+      const event = this.parser.next();
+      if (event.kind === "end") return (this.isBodyDone = true);
+      if (event.kind !== "body") return false;
+    }
+  }
+
+  /** The response cannot be completed honestly: cut the connection so it cannot look whole. */
+  abortExchange(ex: Exchange): void {
+    if (ex !== this.exchange) return;
+    this.server.logAccess(ex);
+    this.exchange = null;
+    this.server.inFlight--;
+    this.flush();
+    this.close();
+  }
+
+  private reject(status: number, message: string): void {
+    this.server.log.debug(`rejected request from ${this.info.remoteAddr}: ${status} ${message}`);
+    this.discardOutbox();
+    this.enqueue(serializeRejection(status, message), 0);
+    this.flush();
+    this.closeAfterFlush();
+  }
+
+  private closeAfterFlush(): void {
+    this.isEnding = true;
+    this.setDeadline("none", 0);
+    if (this.pending === null) this.socket.end();
+  }
+
+  setDeadline(kind: Deadline, seconds: number): void {
+    this.deadlineKind = kind;
+    this.deadline = kind === "none" ? 0 : this.server.now + seconds * 1000;
+  }
+
+  onDeadline(): void {
+    const kind = this.deadlineKind;
+    this.setDeadline("none", 0);
+    if (kind === "header" && this.parser.bufferedBytes > 0) return this.reject(408, "request head not received in time");
+    if (kind === "body" && this.exchange !== null) {
+      const ex = this.exchange;
+      ex.failWith(408, "");
+      ex.abort();
+      return;
+    }
+    this.close();
+  }
+
+  /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
+  onPeerEnd(): void {
+    this.hasPeerEnded = true;
+    if (this.bodyWaiter !== null) {
+      const waiter = this.bodyWaiter;
+      this.bodyWaiter = null;
+      waiter();
+    } else if (this.exchange === null && !this.isEnding) {
+      this.pumpRequests();
+    }
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.socket.terminate();
+    this.onClose();
+  }
+
+  onClose(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.pending = null;
+    this.drainWaiters = [];
+    this.bodyWaiter = null;
+    const ex = this.exchange;
+    if (ex !== null) {
+      this.exchange = null;
+      this.server.inFlight--;
+      if (!ex.isDone) this.server.logAccess(ex);
+      ex.abort();
+    }
+    this.server.forgetConnection(this);
+  }
+
+  unpark(): void {
+    this.isParked = false;
+    this.socket.resume();
+    this.setDeadline("header", this.server.config.headerTimeoutS);
+    this.pumpRequests();
+  }
+}
+
+type Socket = import("bun").Socket<Conn | undefined>;
+
+// ==== 13. Python workers ====
+
+export interface PythonStage extends AppStage {
+  reload(): void;
+  addWorker(): void;
+  removeWorker(): void;
+}
+
+async function startPythonStage(config: Config, log: Logger): Promise<PythonStage> {
+  log.critical(`Python apps are not supported yet: ${config.app}`);
+  process.exit(2);
+}
+
+// ==== 14. Logging ====
+
+const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Lines to a file descriptor, gathered and written at most every 100 ms (an access log line per request must not cost a syscall). */
+class LineSink {
+  private lines: string[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  constructor(private readonly fd: number, private readonly isBuffered: boolean) {}
+
+  static open(target: string): LineSink {
+    if (target === "-") return new LineSink(1, true);
+    return new LineSink(fs.openSync(target, "a"), true);
+  }
+
+  write(line: string): void {
+    if (!this.isBuffered) {
+      fs.writeSync(this.fd, line + "\n");
+      return;
+    }
+    this.lines.push(line);
+    this.timer ??= setTimeout(() => this.flush(), 100);
+  }
+
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.lines.length === 0) return;
+    const text = this.lines.join("\n") + "\n";
+    this.lines = [];
+    try {
+      fs.writeSync(this.fd, text);
+    } catch {
+      // a closed stdout must not take the server down
+    }
+  }
+}
+
+function logTimestamp(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+/** gunicorn's error-log line: `[time] [pid] [LEVEL] message`. */
+export class Logger {
+  private readonly threshold: number;
+  constructor(private readonly sink: LineSink, level: LogLevel) {
+    this.threshold = LOG_LEVELS.indexOf(level);
+  }
+  private emit(level: LogLevel, message: string): void {
+    if (LOG_LEVELS.indexOf(level) < this.threshold) return;
+    this.sink.write(`[${logTimestamp()}] [${process.pid}] [${level.toUpperCase()}] ${message}`);
+  }
+  debug(m: string) { this.emit("debug", m); }
+  info(m: string) { this.emit("info", m); }
+  warning(m: string) { this.emit("warning", m); }
+  error(m: string) { this.emit("error", m); }
+  critical(m: string) { this.emit("critical", m); }
+  flush() { this.sink.flush(); }
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/** gunicorn's default access format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'. */
+function formatAccessLine(ex: Exchange): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, "0");
+  const time = `[${p(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000]`;
+  const e = ex.environ;
+  const quoted = (s: string | undefined) => (s === undefined ? "-" : s.replaceAll("\\", "\\\\").replaceAll('"', '\\"'));
+  return `${ex.conn.info.remoteAddr} - - ${time} "${quoted(requestLine(ex.head))}" ${ex.statusCode || "-"} ${ex.bytesWritten || "-"} "${quoted(e.HTTP_REFERER)}" "${quoted(e.HTTP_USER_AGENT)}"`;
+}
+
+// ==== 15. Config and CLI ====
+
+export interface Config {
+  app: string;
+  binds: string[];
+  workers: number;
+  threads: number;
+  timeoutS: number;
+  gracefulTimeoutS: number;
+  keepAliveS: number;
+  headerTimeoutS: number;
+  maxRequests: number;
+  maxRequestsJitter: number;
+  backlog: number;
+  limitRequestLine: number;
+  limitRequestFields: number;
+  limitRequestFieldSize: number;
+  limitRequestBody: number;
+  maxConnections: number;
+  accessLogfile: string | null;
+  errorLogfile: string;
+  logLevel: LogLevel;
+  rootPath: string;
+  chdir: string | null;
+  pythonpath: string[];
+  python: string | null;
+  exposeTracebacks: boolean;
+}
+
+export function defaultConfig(): Config {
+  return {
+    app: "",
+    binds: [...DEFAULTS.binds],
+    workers: navigator.hardwareConcurrency || 1,
+    threads: DEFAULTS.threads,
+    timeoutS: DEFAULTS.timeoutS,
+    gracefulTimeoutS: DEFAULTS.gracefulTimeoutS,
+    keepAliveS: DEFAULTS.keepAliveS,
+    headerTimeoutS: DEFAULTS.headerTimeoutS,
+    maxRequests: DEFAULTS.maxRequests,
+    maxRequestsJitter: DEFAULTS.maxRequestsJitter,
+    backlog: DEFAULTS.backlog,
+    limitRequestLine: DEFAULTS.limitRequestLine,
+    limitRequestFields: DEFAULTS.limitRequestFields,
+    limitRequestFieldSize: DEFAULTS.limitRequestFieldSize,
+    limitRequestBody: DEFAULTS.limitRequestBody,
+    maxConnections: DEFAULTS.maxConnections,
+    accessLogfile: null,
+    errorLogfile: "-",
+    logLevel: "info",
+    // gunicorn reads SCRIPT_NAME from the environment as the default root path.
+    rootPath: process.env.SCRIPT_NAME ?? "",
+    chdir: null,
+    pythonpath: [],
+    python: null,
+    exposeTracebacks: false,
+  };
+}
+
+export class UsageError extends Error {}
+
+type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool";
+interface FlagSpec { names: string[]; key: keyof Config | "version" | "help"; kind: FlagKind; min?: number; max?: number; help: string }
+
+const FLAGS: FlagSpec[] = [
+  { names: ["-b", "--bind"], key: "binds", kind: "list", help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (repeatable) [127.0.0.1:8000]" },
+  { names: ["-w", "--workers"], key: "workers", kind: "count", min: 1, help: "Python worker processes [CPU cores]" },
+  { names: ["--threads"], key: "threads", kind: "count", min: 1, help: "app threads in each Python worker [1]" },
+  { names: ["-t", "--timeout"], key: "timeoutS", kind: "seconds", help: "a Python request running longer gets 504 and its worker is replaced [30]" },
+  { names: ["--graceful-timeout"], key: "gracefulTimeoutS", kind: "seconds", help: "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]" },
+  { names: ["--keep-alive"], key: "keepAliveS", kind: "seconds", help: "idle seconds a kept-alive connection waits for its next request [5]" },
+  { names: ["--header-timeout"], key: "headerTimeoutS", kind: "seconds", help: "seconds for a request head (and each gap in its body) to arrive, else 408 [10]" },
+  { names: ["--max-requests"], key: "maxRequests", kind: "count", min: 0, help: "recycle a Python worker after this many requests (0: never) [0]" },
+  { names: ["--max-requests-jitter"], key: "maxRequestsJitter", kind: "count", min: 0, help: "add up to this many to --max-requests per worker [0]" },
+  { names: ["--backlog"], key: "backlog", kind: "count", min: 1, help: "requests that may wait for a busy Python worker; beyond, 503 [2048]" },
+  { names: ["--limit-request-line"], key: "limitRequestLine", kind: "count", min: 0, max: 8190, help: "bytes of the request line, 0 for 8190 (→ 414) [4094]" },
+  { names: ["--limit-request-fields"], key: "limitRequestFields", kind: "count", min: 0, max: 32768, help: "header fields per request, 0 for 32768 (→ 431) [100]" },
+  { names: ["--limit-request-field-size"], key: "limitRequestFieldSize", kind: "count", min: 0, help: "bytes of one header field line, 0 for unlimited (→ 431) [8190]" },
+  { names: ["--limit-request-body"], key: "limitRequestBody", kind: "count", min: 0, help: "bytes of a request body (→ 413) [1073741824]" },
+  { names: ["--max-connections"], key: "maxConnections", kind: "count", min: 1, help: "open client connections; beyond, new ones wait unserved [20000]" },
+  { names: ["--access-logfile"], key: "accessLogfile", kind: "string", help: "access log file, '-' for stdout [off]" },
+  { names: ["--error-logfile", "--log-file"], key: "errorLogfile", kind: "string", help: "error log file, '-' for stderr [-]" },
+  { names: ["--log-level"], key: "logLevel", kind: "level", help: "debug, info, warning, error or critical [info]" },
+  { names: ["--root-path"], key: "rootPath", kind: "string", help: "SCRIPT_NAME of the app, stripped from PATH_INFO [$SCRIPT_NAME or empty]" },
+  { names: ["--chdir"], key: "chdir", kind: "string", help: "directory to change to before loading the app" },
+  { names: ["--pythonpath"], key: "pythonpath", kind: "list", help: "directory to add to the Python path (repeatable)" },
+  { names: ["--python"], key: "python", kind: "string", help: "Python interpreter [$VIRTUAL_ENV/bin/python, else python3]" },
+  { names: ["--expose-tracebacks"], key: "exposeTracebacks", kind: "bool", help: "put the traceback in 500 responses (development only)" },
+  { names: ["--version"], key: "version", kind: "bool", help: "print the version and exit" },
+  { names: ["-h", "--help"], key: "help", kind: "bool", help: "show this help and exit" },
+];
+
+export function usage(): string {
+  const rows = FLAGS.map((f) => {
+    const value = f.kind === "bool" ? "" : f.kind === "list" || f.kind === "string" ? " VALUE" : f.kind === "level" ? " LEVEL" : " N";
+    return `  ${(f.names.join(", ") + value).padEnd(34)} ${f.help}`;
+  });
+  return `usage: bunicorn [options] APP
+
+APP is a Python WSGI app (module:callable, path/to/file.py:callable, module:create_app())
+or a TypeScript app (path/to/app.ts, path/to/app.ts:export).
+
+options:
+${rows.join("\n")}
+`;
+}
+
+function parseFlagValue(spec: FlagSpec, flag: string, raw: string): number | string {
+  switch (spec.kind) {
+    case "count": {
+      const n = parseDigits(raw);
+      if (n < 0) throw new UsageError(`${flag}: expected a whole number, got '${raw}'`);
+      if (spec.min !== undefined && n < spec.min) throw new UsageError(`${flag}: must be at least ${spec.min}, got ${n}`);
+      if (spec.max !== undefined && n > spec.max) throw new UsageError(`${flag}: must be at most ${spec.max}, got ${n}`);
+      return n;
+    }
+    case "seconds": {
+      if (!/^[0-9]{1,9}(\.[0-9]{1,6})?$/.test(raw)) throw new UsageError(`${flag}: expected seconds (e.g. 30 or 0.5), got '${raw}'`);
+      const n = Number(raw);
+      if (n <= 0) throw new UsageError(`${flag}: must be more than 0, got '${raw}'`);
+      return n;
+    }
+    case "level":
+      if (!(LOG_LEVELS as readonly string[]).includes(raw.toLowerCase())) {
+        throw new UsageError(`${flag}: expected one of ${LOG_LEVELS.join(", ")}, got '${raw}'`);
+      }
+      return raw.toLowerCase();
+    default:
+      if (raw === "") throw new UsageError(`${flag}: expected a value`);
+      return raw;
+  }
+}
+
+/** Parse argv (without the program) into a Config; a bad flag or value is a UsageError (exit 2). */
+export function parseArgs(argv: string[]): Config & { showVersion: boolean; showHelp: boolean } {
+  const config = defaultConfig();
+  const result = { ...config, showVersion: false, showHelp: false };
+  const seenLists = new Set<string>();
+  const apps: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") { apps.push(...argv.slice(i + 1)); break; }
+    if (!arg.startsWith("-") || arg === "-") { apps.push(arg); continue; }
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const spec = FLAGS.find((f) => f.names.includes(flag));
+    if (spec === undefined) throw new UsageError(`unrecognized option '${flag}'`);
+    if (spec.kind === "bool") {
+      if (eq !== -1) throw new UsageError(`${flag} takes no value`);
+      if (spec.key === "version") result.showVersion = true;
+      else if (spec.key === "help") result.showHelp = true;
+      else (result as any)[spec.key] = true;
+      continue;
+    }
+    let raw: string;
+    if (eq !== -1) raw = arg.slice(eq + 1);
+    else if (i + 1 < argv.length) raw = argv[++i];
+    else throw new UsageError(`${flag} needs a value`);
+    const value = parseFlagValue(spec, flag, raw);
+    if (spec.kind === "list") {
+      if (!seenLists.has(spec.key)) { (result as any)[spec.key] = []; seenLists.add(spec.key); }
+      (result as any)[spec.key].push(value);
+    } else {
+      (result as any)[spec.key] = value;
+    }
+  }
+  if (result.showHelp || result.showVersion) return result;
+  if (apps.length === 0) throw new UsageError("missing APP (e.g. myproject.wsgi:application or apps/hello.ts)");
+  if (apps.length > 1) throw new UsageError(`expected one APP, got ${apps.length}: ${apps.join(" ")}`);
+  result.app = apps[0];
+  for (const bind of result.binds) parseBind(bind);
+  if (result.rootPath !== "" && (!result.rootPath.startsWith("/") || result.rootPath.endsWith("/"))) {
+    throw new UsageError(`--root-path: must start with '/' and not end with '/', got '${result.rootPath}'`);
+  }
+  if (result.limitRequestLine === 0) result.limitRequestLine = 8190;
+  if (result.limitRequestFields === 0) result.limitRequestFields = 32768;
+  if (result.limitRequestFieldSize === 0) result.limitRequestFieldSize = Number.MAX_SAFE_INTEGER;
+  return result;
+}
+
+type BindAddress = { unix: string } | { hostname: string; port: number };
+
+export function parseBind(bind: string): BindAddress {
+  if (bind.startsWith("unix:")) {
+    const path = bind.slice(5);
+    if (path === "") throw new UsageError(`--bind: empty unix socket path in '${bind}'`);
+    return { unix: path };
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):([0-9]{1,5})$/.exec(bind) ?? /^()([A-Za-z0-9.-]+)()$/.exec(bind);
+  if (m === null) throw new UsageError(`--bind: expected HOST:PORT, [IPv6]:PORT or unix:PATH, got '${bind}'`);
+  const hostname = m[1] || m[2] || "0.0.0.0";
+  const port = m[3] === "" ? 8000 : parseDigits(m[3]);
+  if (port < 0 || port > 65535) throw new UsageError(`--bind: port out of range in '${bind}'`);
+  return { hostname, port };
+}
+
+// ==== 16. Main ====
+
+/** Everything a connection needs from the server it belongs to. */
+export class Server {
+  readonly conns = new Set<Conn>();
+  readonly parked: Conn[] = [];
+  readonly parserLimits: ParserLimits;
+  readonly errorStream: ReturnType<typeof makeErrorStream>;
+  readonly ports: number[] = [];
+  inFlight = 0;
+  isShuttingDown = false;
+  now = Date.now();
+  private listeners: { stop(closeActive?: boolean): void }[] = [];
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private readonly accessLog: LineSink | null;
+
+  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger) {
+    this.parserLimits = {
+      maxRequestLineBytes: config.limitRequestLine,
+      maxHeaderFields: config.limitRequestFields,
+      maxHeaderFieldBytes: config.limitRequestFieldSize,
+      maxBodyBytes: config.limitRequestBody,
+    };
+    this.errorStream = makeErrorStream(log);
+    this.accessLog = config.accessLogfile === null ? null : LineSink.open(config.accessLogfile);
+  }
+
+  logAccess(ex: Exchange): void {
+    this.accessLog?.write(formatAccessLine(ex));
+  }
+
+  listen(): void {
+    const server = this;
+    const handlers = {
+      open(socket: Socket) { server.acceptConnection(socket); },
+      data(socket: Socket, bytes: Buffer) { socket.data?.onData(bytes); },
+      drain(socket: Socket) { socket.data?.onDrain(); },
+      end(socket: Socket) { socket.data?.onPeerEnd(); },
+      close(socket: Socket) { socket.data?.onClose(); },
+      error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
+    };
+    for (const bind of this.config.binds) {
+      const address = parseBind(bind);
+      if ("unix" in address) {
+        try { fs.unlinkSync(address.unix); } catch { /* not there: fine */ }
+        this.listeners.push(Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any));
+        this.ports.push(0);
+        this.log.info(`Listening at: unix:${address.unix}`);
+      } else {
+        const listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
+        this.listeners.push(listener);
+        this.ports.push(listener.port);
+        const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
+        this.log.info(`Listening at: http://${host}:${listener.port}`);
+      }
+    }
+    this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
+  }
+
+  private acceptConnection(socket: Socket): void {
+    const local = socket as any;
+    const info: ConnectionInfo = {
+      remoteAddr: socket.remoteAddress ?? "",
+      remotePort: local.remotePort ?? 0,
+      serverName: local.localAddress ?? "localhost",
+      serverPort: local.localPort ?? 0,
+      scheme: "http",
+    };
+    const conn = new Conn(socket, this, info);
+    socket.data = conn;
+    if (this.isShuttingDown) return conn.close();
+    if (this.conns.size >= this.config.maxConnections) {
+      // Over the limit: hold the connection unread, like a listen backlog, until one closes.
+      conn.isParked = true;
+      socket.pause();
+      this.parked.push(conn);
+      return;
+    }
+    this.conns.add(conn);
+    conn.setDeadline("header", this.config.headerTimeoutS);
+  }
+
+  forgetConnection(conn: Conn): void {
+    if (conn.isParked) {
+      const i = this.parked.indexOf(conn);
+      if (i !== -1) this.parked.splice(i, 1);
+      return;
+    }
+    this.conns.delete(conn);
+    while (this.parked.length > 0 && this.conns.size < this.config.maxConnections && !this.isShuttingDown) {
+      const next = this.parked.shift()!;
+      if (next.isClosed) continue;
+      this.conns.add(next);
+      next.unpark();
+    }
+  }
+
+  private checkDeadlines(): void {
+    this.now = Date.now();
+    for (const conn of this.conns) {
+      if (conn.deadline !== 0 && this.now >= conn.deadline) conn.onDeadline();
+    }
+  }
+
+  /** Stop accepting; let in-flight requests finish within the graceful timeout (or cut them when not graceful). */
+  async stop(graceful = true): Promise<void> {
+    if (this.isShuttingDown && graceful) return;
+    this.isShuttingDown = true;
+    for (const l of this.listeners) l.stop(false);
+    for (const conn of [...this.parked]) conn.close();
+    for (const conn of [...this.conns]) {
+      if (conn.exchange === null) conn.close();
+      else conn.shouldCloseAfterResponse = true;
+    }
+    const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);
+    while (this.conns.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+    for (const conn of [...this.conns]) conn.close();
+    if (this.ticker !== null) clearInterval(this.ticker);
+    await this.app.stop(graceful);
+    this.accessLog?.flush();
+    this.log.flush();
+  }
+}
+
+/** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */
+class TypeScriptStage implements AppStage {
+  constructor(private readonly app: WsgiApp, private readonly server: () => Server) {}
+
+  handle(ex: Exchange): void {
+    const conn = ex.conn;
+    const chunks: Uint8Array[] = [];
+    const readMore = (): void => {
+      for (;;) {
+        const data = conn.readBody(Number.MAX_SAFE_INTEGER);
+        if (data === undefined) {
+          if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
+          return;
+        }
+        if (data === null) break;
+        chunks.push(data);
+      }
+      const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
+      runTypeScriptApp(this.app, ex, body, this.server());
+    };
+    readMore();
+  }
+
+  async stop(): Promise<void> {}
+}
+
+const EMPTY_BODY = new Uint8Array(0);
+
+export function isTypeScriptAppSpec(spec: string): boolean {
+  return /\.(ts|tsx|js|mjs|cjs|jsx)(:[A-Za-z_$][\w$]*)?$/.test(spec);
+}
+
+/** `path/to/app.ts` (default export) or `path/to/app.ts:name`. */
+export async function loadTypeScriptApp(spec: string): Promise<WsgiApp> {
+  const m = /^(.*?)(?::([A-Za-z_$][\w$]*))?$/.exec(spec)!;
+  const file = path.resolve(m[1]);
+  const exportName = m[2] ?? "default";
+  let module: Record<string, unknown>;
+  try {
+    module = await import(file);
+  } catch (err) {
+    throw new UsageError(`cannot load app '${spec}': importing ${file} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const app = module[exportName];
+  if (typeof app !== "function") {
+    const found = Object.keys(module).filter((k) => typeof module[k] === "function");
+    throw new UsageError(`cannot load app '${spec}': ${file} has no function export '${exportName}'` +
+      (found.length > 0 ? ` (function exports: ${found.join(", ")})` : ""));
+  }
+  return app as WsgiApp;
+}
+
+export interface RunningServer {
+  server: Server;
+  ports: number[];
+  stop(graceful?: boolean): Promise<void>;
+}
+
+/** Start serving in this process: for tests, and for main(). `app` is a TypeScript app or a ready app stage. */
+export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger }): RunningServer {
+  const config: Config = { ...defaultConfig(), ...options } as Config;
+  const log = options.logger ?? new Logger(config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile), config.logLevel);
+  let server: Server;
+  const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
+  server = new Server(config, stage, log);
+  server.listen();
+  return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
+}
+
+async function main(argv: string[]): Promise<void> {
+  let config: ReturnType<typeof parseArgs>;
+  try {
+    config = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bunicorn: error: ${err.message}\n(see bunicorn --help)\n`);
+    process.exit(2);
+  }
+  if (config.showHelp) { process.stdout.write(usage()); return; }
+  if (config.showVersion) { process.stdout.write(`bunicorn ${VERSION} (bun ${Bun.version})\n`); return; }
+  const errorSink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile);
+  const log = new Logger(errorSink, config.logLevel);
+  let running: RunningServer;
+  if (isTypeScriptAppSpec(config.app)) {
+    let handler: WsgiApp;
+    try {
+      handler = await loadTypeScriptApp(config.app);
+    } catch (err) {
+      process.stderr.write(`bunicorn: error: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(2);
+    }
+    running = listenOrExit(() => startServer({ ...config, handler, logger: log }), log);
+  } else {
+    const stage = await startPythonStage(config, log);
+    running = listenOrExit(() => startServer({ ...config, stage, logger: log }), log, stage);
+  }
+  installSignalHandlers(running, log);
+}
+
+function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage): RunningServer {
+  try {
+    return start();
+  } catch (err) {
+    log.critical(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+    log.flush();
+    void stage?.stop(false);
+    process.exit(1);
+  }
+}
+
+/** Signals only record what was asked; the work happens outside the handler (as gunicorn's arbiter does). */
+function installSignalHandlers(running: RunningServer, log: Logger): void {
+  let isStopping = false;
+  const shutdown = async (signal: string, graceful: boolean) => {
+    if (isStopping && graceful) return;
+    isStopping = true;
+    log.info(`Handling signal: ${signal}; ${graceful ? `finishing in-flight requests (up to ${running.server.config.gracefulTimeoutS}s)` : "stopping now"}`);
+    await running.stop(graceful);
+    log.info("Shutting down: Master");
+    log.flush();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("int", true));
+  process.on("SIGTERM", () => void shutdown("term", true));
+  process.on("SIGQUIT", () => void shutdown("quit", false));
+  const stage = running.server.app as Partial<PythonStage>;
+  process.on("SIGHUP", () => { log.info("Handling signal: hup"); stage.reload?.(); });
+  process.on("SIGTTIN", () => { log.info("Handling signal: ttin"); stage.addWorker?.(); });
+  process.on("SIGTTOU", () => { log.info("Handling signal: ttou"); stage.removeWorker?.(); });
+}
+
+if (import.meta.main) {
+  await main(process.argv.slice(2));
+}
