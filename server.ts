@@ -22,7 +22,10 @@
  */
 
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+// @ts-expect-error: Bun imports the file as text (and embeds it in the binary); TypeScript has no type for .py
+import WORKER_SOURCE from "./worker.py" with { type: "text" };
 
 // ==== 1. Constants and limits ====
 
@@ -260,7 +263,8 @@ export class RequestParser {
   feed(bytes: Uint8Array): void {
     if (bytes.length === 0 || this.state === "ERROR") return;
     if (this.pos >= this.buf.length) {
-      this.buf = asBuffer(bytes);
+      // A copy: the caller may reuse its buffer, and body views we hand out must not change under the app.
+      this.buf = Buffer.from(bytes);
     } else {
       this.buf = Buffer.concat([this.buf.subarray(this.pos), bytes]);
     }
@@ -523,16 +527,18 @@ export class RequestParser {
     const skipBws = () => { while (i < end && isOws(buf[i])) i++; };
     const skipToken = () => { const s = i; while (i < end && IS_TCHAR[buf[i]]) i++; return i > s; };
     for (;;) {
-      skipBws();
+      // BWS is allowed only before a ";" (RFC 9112 §7.1.1): "5 " alone is not a chunk size.
       if (i === end) return true;
-      if (buf[i] !== SEMI) return false;
+      skipBws();
+      if (buf[i] !== SEMI || i === end) return false;
       i++;
       skipBws();
       if (!skipToken()) return false;
-      skipBws();
       if (i === end) return true;
+      const afterName = i;
+      skipBws();
       if (buf[i] === SEMI) continue;
-      if (buf[i] !== EQUALS) return false;
+      if (buf[i] !== EQUALS || (i === end && i !== afterName)) return false;
       i++;
       skipBws();
       if (buf[i] === DQUOTE) {
@@ -572,13 +578,20 @@ function splitTarget(method: string, target: string): [string, string] | null {
   if (target === "*") return method === "OPTIONS" ? ["*", ""] : null;
   let pathAndQuery = target;
   if (target.charCodeAt(0) !== 0x2f) {
-    const scheme = /^https?:\/\/[^/?]+/i.exec(target);
+    // RFC 9110 §4.2.4: userinfo ("user:pass@") in an http(s) URI is not allowed.
+    const scheme = /^https?:\/\/[^/?@]+(?=[/?]|$)/i.exec(target);
     if (scheme === null) return null;
     pathAndQuery = target.slice(scheme[0].length);
     if (pathAndQuery.charCodeAt(0) !== 0x2f) pathAndQuery = "/" + pathAndQuery;
   }
   const q = pathAndQuery.indexOf("?");
   return q === -1 ? [pathAndQuery, ""] : [pathAndQuery.slice(0, q), pathAndQuery.slice(q + 1)];
+}
+
+/** Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): reg-name, IPv4 or an IP-literal. */
+const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+function isValidHost(value: string): boolean {
+  return HOST_PATTERN.test(value);
 }
 
 /** Message-level rules on a complete head: Host, framing, Expect, Connection. */
@@ -588,6 +601,8 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
   for (const [name, value] of head.headers) {
     switch (name) {
       case "host":
+        // RFC 9112 §3.2: an invalid Host value is answered with 400.
+        if (!isValidHost(value)) return new HttpError(400, "BAD_HOST", "invalid Host header");
         hosts++;
         break;
       case "content-length": {
@@ -1105,7 +1120,7 @@ export class Exchange {
     this.failWith(status, this.server.config.exposeTracebacks ? describeError(err) : "");
   }
 
-  failWith(status: number, detail: string): void {
+  failWith(status: number, detail: string, extraHeaders: [string, string][] = []): void {
     if (this.isDone || this.isAborted) return;
     this.isDone = true;
     if (this.conn.hasSentBytesOf(this)) {
@@ -1121,6 +1136,7 @@ export class Exchange {
     this.bytesWritten = bytes.length;
     this.conn.enqueue(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\n` +
+        extraHeaders.map(([n, v]) => `${n}: ${v}\r\n`).join("") +
         `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n`, 0);
     if (this.head.method !== "HEAD") this.conn.enqueue(bytes, bytes.length);
     this.conn.finishExchange(this);
@@ -1492,6 +1508,28 @@ export class Conn {
 type Socket = import("bun").Socket<Conn | undefined>;
 
 // ==== 13. Python workers ====
+// Python apps run in worker processes (worker.py, embedded in the binary). Each worker
+// connects to its own Unix socket here and speaks in frames: a 9-byte header (u32
+// payload length, u8 type, u32 request id), then the payload. The front keeps every
+// HTTP concern; a worker only runs the app. A request goes to the least busy worker
+// with a free thread, else it waits in a bounded queue here, never behind a busy worker.
+
+
+const enum Frame {
+  // front → worker
+  REQ = 1, BODY = 2, BODY_EOF = 3, CANCEL = 4, ABORT = 5, ACK = 6, STOP = 7,
+  // worker → front
+  READY = 20, BOOT_ERROR = 21, START = 22, DATA = 23, END = 24, RESPONSE = 25, ERROR = 26,
+  PULL = 27, STARTED = 28, CANCELLED = 29, SENDFILE = 30,
+}
+const REQ_BODY_INLINE = 1, REQ_BODY_STREAM = 2, REQ_CHUNKED = 4;
+const FRAME_HEADER_BYTES = 9;
+/** A body that is all here when the request is dispatched, and smaller than this, travels inside REQ. */
+const MAX_INLINE_BODY_BYTES = 256 * 1024;
+/** SENDFILE reads the file in pieces this big, pausing while the client is backed up. */
+const SENDFILE_PIECE_BYTES = 256 * 1024;
+/** A replacement worker that fails to boot is retried after this long. */
+const RESPAWN_BACKOFF_MS = 1000;
 
 export interface PythonStage extends AppStage {
   reload(): void;
@@ -1499,9 +1537,606 @@ export interface PythonStage extends AppStage {
   removeWorker(): void;
 }
 
-async function startPythonStage(config: Config, log: Logger): Promise<PythonStage> {
-  log.critical(`Python apps are not supported yet: ${config.app}`);
-  process.exit(2);
+function latin1Bytes(s: string): Buffer {
+  return Buffer.from(s, "latin1");
+}
+
+function encodeFrame(type: Frame, id: number, payload: Uint8Array | null): Buffer {
+  const length = payload === null ? 0 : payload.length;
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
+  frame.writeUInt32BE(length, 0);
+  frame[4] = type;
+  frame.writeUInt32BE(id, 5);
+  if (payload !== null) frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/** REQ payload: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + the other environ items as k\0v\0…, then an inline body. */
+function encodeRequest(environ: Record<string, string>, flags: number, body: Uint8Array | null): Buffer {
+  let fields = "";
+  for (const key in environ) {
+    if (key === "PATH_INFO") continue;
+    if (fields !== "") fields += "\0";
+    fields += key + "\0" + environ[key];
+  }
+  const pathBytes = latin1Bytes(environ.PATH_INFO);
+  const fieldBytes = latin1Bytes(fields);
+  const bodyLength = body === null ? 0 : body.length;
+  const payload = Buffer.allocUnsafe(1 + 4 + pathBytes.length + 4 + fieldBytes.length + bodyLength);
+  payload[0] = flags;
+  payload.writeUInt32BE(pathBytes.length, 1);
+  pathBytes.copy(payload, 5);
+  let off = 5 + pathBytes.length;
+  payload.writeUInt32BE(fieldBytes.length, off);
+  fieldBytes.copy(payload, off + 4);
+  off += 4 + fieldBytes.length;
+  if (body !== null) payload.set(body, off);
+  return payload;
+}
+
+/** "status\0name\0value\0…" → [status, headers]. */
+function decodeResponseHead(bytes: Uint8Array): [string, [string, string][]] {
+  const parts = latin1(asBuffer(bytes), 0, bytes.length).split("\0");
+  const headers: [string, string][] = [];
+  for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
+  return [parts[0], headers];
+}
+
+/** One request on its way through a worker. */
+class PyRequest {
+  worker: PyWorker | null = null;
+  startedAt = 0;
+  isCancelled = false;
+  sendfile: Promise<void> | null = null;
+  constructor(readonly id: number, readonly ex: Exchange) {}
+}
+
+type WorkerState = "booting" | "ready" | "retiring" | "dead";
+
+/** One Python process and its socket. */
+class PyWorker {
+  state: WorkerState = "booting";
+  socket: import("bun").Socket<PyWorker> | null = null;
+  readonly requests = new Map<number, PyRequest>();
+  served = 0;
+  pid = 0;
+  private inbox: Buffer | null = null;
+  private outbox: Buffer[] = [];
+  private pending: Uint8Array | null = null;
+  private isFlushQueued = false;
+  readonly booted: Promise<void>;
+  resolveBoot!: () => void;
+  rejectBoot!: (reason: string) => void;
+
+  constructor(readonly id: number, readonly generation: number, readonly maxRequests: number,
+              readonly proc: import("bun").Subprocess, readonly listener: { stop(): void }) {
+    this.pid = proc.pid;
+    this.booted = new Promise<void>((resolve, reject) => { this.resolveBoot = resolve; this.rejectBoot = reject; });
+    this.booted.catch(() => {});
+  }
+
+  get busy(): number { return this.requests.size; }
+
+  send(type: Frame, id: number, payload: Uint8Array | null = null): void {
+    if (this.state === "dead") return;
+    this.outbox.push(encodeFrame(type, id, payload));
+    if (!this.isFlushQueued) {
+      // Frames made in one turn of the event loop go out in one write.
+      this.isFlushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.isFlushQueued = false;
+    if (this.socket === null || this.outbox.length === 0) return;
+    const data = this.outbox.length === 1 ? this.outbox[0] : Buffer.concat(this.outbox);
+    this.outbox = [];
+    if (this.pending !== null) {
+      this.pending = Buffer.concat([this.pending, data]);
+      return;
+    }
+    const written = this.socket.write(data);
+    if (written >= 0 && written < data.length) this.pending = data.subarray(written);
+  }
+
+  onDrain(): void {
+    if (this.pending === null || this.socket === null) return;
+    const written = this.socket.write(this.pending);
+    if (written < 0) return;
+    this.pending = written < this.pending.length ? this.pending.subarray(written) : null;
+  }
+
+  /** Split the byte stream into frames. */
+  *frames(bytes: Buffer): Generator<[Frame, number, Buffer]> {
+    let buf = this.inbox === null ? bytes : Buffer.concat([this.inbox, bytes]);
+    let off = 0;
+    while (buf.length - off >= FRAME_HEADER_BYTES) {
+      const length = buf.readUInt32BE(off);
+      if (buf.length - off - FRAME_HEADER_BYTES < length) break;
+      const type = buf[off + 4] as Frame;
+      const id = buf.readUInt32BE(off + 5);
+      const start = off + FRAME_HEADER_BYTES;
+      off = start + length;
+      yield [type, id, buf.subarray(start, off)];
+    }
+    this.inbox = off === buf.length ? null : buf.subarray(off);
+  }
+}
+
+class PythonWorkerPool implements PythonStage {
+  private readonly workers = new Set<PyWorker>();
+  private readonly queue: PyRequest[] = [];
+  private nextWorkerId = 1;
+  private nextRequestId = 1;
+  private generation = 1;
+  private isStopping = false;
+  private readonly dir: string;
+  private readonly workerFile: string;
+  private readonly python: string;
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private server: Server | null = null;
+
+  constructor(private readonly config: Config, private readonly log: Logger) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "bunicorn-"));
+    this.workerFile = path.join(this.dir, "worker.py");
+    fs.writeFileSync(this.workerFile, WORKER_SOURCE);
+    this.python = choosePython(config);
+    process.on("exit", () => this.cleanUp());
+  }
+
+  /** Start every worker and wait until each has imported the app (nothing listens before). */
+  async boot(): Promise<void> {
+    const first = Array.from({ length: this.config.workers }, () => this.spawnWorker());
+    try {
+      await Promise.all(first.map((w) => w.booted));
+    } catch (reason) {
+      this.log.critical(`Worker failed to boot: ${String(reason)}`);
+      await this.stop(false);
+      throw new Error(String(reason));
+    }
+    this.ticker = setInterval(() => this.checkTimeouts(), TIMER_TICK_MS);
+  }
+
+  private spawnWorker(): PyWorker {
+    const id = this.nextWorkerId++;
+    const socketPath = path.join(this.dir, `w${id}.sock`);
+    let worker!: PyWorker;
+    const pool = this;
+    const listener = Bun.listen<PyWorker>({
+      unix: socketPath,
+      socket: {
+        open(socket) { socket.data = worker; worker.socket = socket; listener.stop(); },
+        data(socket, bytes) { pool.onWorkerData(worker, bytes); },
+        drain() { worker.onDrain(); },
+        close() { pool.onWorkerGone(worker, "its socket closed"); },
+        error() {},
+      },
+    });
+    const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      BUNICORN_SOCKET: socketPath,
+      BUNICORN_APP: this.config.app,
+      BUNICORN_THREADS: String(this.config.threads),
+      BUNICORN_WORKER_ID: String(id),
+      BUNICORN_MULTIPROCESS: this.config.workers > 1 ? "1" : "0",
+      PYTHONUNBUFFERED: "1",
+    };
+    if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
+    if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+    const proc = Bun.spawn([this.python, this.workerFile], {
+      env, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+      onExit: () => pool.onWorkerGone(worker, "it exited"),
+    });
+    worker = new PyWorker(id, this.generation, this.config.maxRequests > 0 ? this.config.maxRequests + jitter : 0, proc, listener);
+    this.workers.add(worker);
+    this.forwardOutput(worker, proc.stdout as ReadableStream<Uint8Array>, "info");
+    this.forwardOutput(worker, proc.stderr as ReadableStream<Uint8Array>, "error");
+    this.log.info(`Booting worker with pid: ${proc.pid}`);
+    return worker;
+  }
+
+  /** Worker stdout/stderr lines reach the error log, tagged with the worker. */
+  private async forwardOutput(worker: PyWorker, stream: ReadableStream<Uint8Array>, level: "info" | "error"): Promise<void> {
+    const decoder = new TextDecoder();
+    let partial = "";
+    try {
+      for await (const bytes of stream) {
+        partial += decoder.decode(bytes, { stream: true });
+        let nl: number;
+        while ((nl = partial.indexOf("\n")) !== -1) {
+          this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial.slice(0, nl)}`);
+          partial = partial.slice(nl + 1);
+        }
+      }
+    } catch { /* the process is gone */ }
+    if (partial !== "") this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial}`);
+  }
+
+  attach(server: Server): void {
+    this.server = server;
+  }
+
+  // -- requests in --
+
+  handle(ex: Exchange): void {
+    if (this.queue.length >= this.config.backlog) {
+      // Every worker busy and the queue full: say so, and when to come back.
+      ex.failWith(503, "", [["Retry-After", "1"]]);
+      return;
+    }
+    const request = new PyRequest(this.nextRequestId, ex);
+    this.nextRequestId = this.nextRequestId >= 0xffffffff ? 1 : this.nextRequestId + 1;
+    ex.onAbort = () => this.onClientGone(request);
+    this.queue.push(request);
+    this.dispatch();
+  }
+
+  /** Hand queued requests to workers with a free thread, least busy first. */
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const worker = this.pickWorker();
+      if (worker === null) return;
+      const request = this.queue.shift()!;
+      if (request.ex.isAborted || request.ex.isDone) continue;
+      this.sendRequest(worker, request);
+    }
+  }
+
+  private pickWorker(): PyWorker | null {
+    let best: PyWorker | null = null;
+    for (const w of this.workers) {
+      if (w.state !== "ready" || w.busy >= this.config.threads) continue;
+      if (best === null || w.busy < best.busy) best = w;
+    }
+    return best;
+  }
+
+  private sendRequest(worker: PyWorker, request: PyRequest): void {
+    const ex = request.ex;
+    const conn = ex.conn;
+    let flags = 0;
+    let inline: Uint8Array | null = null;
+    if (!ex.head.expectContinue) {
+      // A small body that is already here travels with the request; anything else is pulled.
+      const body = this.takeBodyIfComplete(conn);
+      if (body !== undefined) {
+        inline = body;
+        if (body !== null) flags |= REQ_BODY_INLINE;
+      } else {
+        flags |= REQ_BODY_STREAM;
+      }
+    } else {
+      flags |= REQ_BODY_STREAM;
+    }
+    if (ex.head.chunked) flags |= REQ_CHUNKED;
+    request.worker = worker;
+    request.startedAt = performance.now();
+    worker.requests.set(request.id, request);
+    worker.send(Frame.REQ, request.id, encodeRequest(ex.environ, flags, inline));
+  }
+
+  /** The whole body if it is here and small: bytes, null for no body, undefined when it must be streamed. */
+  private takeBodyIfComplete(conn: Conn): Uint8Array | null | undefined {
+    const head = conn.exchange!.head;
+    if (!head.chunked && head.contentLength <= 0) return null;
+    if (head.chunked || head.contentLength > MAX_INLINE_BODY_BYTES || conn.parser.bufferedBytes < head.contentLength) return undefined;
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const data = conn.readBody(MAX_INLINE_BODY_BYTES);
+      if (data === null) break;
+      if (data === undefined) return undefined; // cannot happen: every byte is buffered
+      chunks.push(data);
+    }
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  }
+
+  private onClientGone(request: PyRequest): void {
+    if (request.worker === null) {
+      // Still queued: drop it before it reaches a worker.
+      const i = this.queue.indexOf(request);
+      if (i !== -1) this.queue.splice(i, 1);
+      return;
+    }
+    request.worker.send(Frame.ABORT, request.id);
+  }
+
+  // -- frames from workers --
+
+  private onWorkerData(worker: PyWorker, bytes: Buffer): void {
+    for (const [type, id, payload] of worker.frames(bytes)) {
+      try {
+        this.onFrame(worker, type, id, payload);
+      } catch (err) {
+        this.log.error(`bad frame ${type} from worker ${worker.id}: ${describeError(err)}`);
+      }
+    }
+  }
+
+  private onFrame(worker: PyWorker, type: Frame, id: number, payload: Buffer): void {
+    if (type === Frame.READY) return this.onReady(worker);
+    if (type === Frame.BOOT_ERROR) {
+      worker.rejectBoot(`worker ${worker.id} could not load the app '${this.config.app}':\n${payload.toString("utf8")}`);
+      return;
+    }
+    const request = worker.requests.get(id);
+    if (request === undefined) return; // an answer for a request already settled (504, client gone)
+    const ex = request.ex;
+    switch (type) {
+      case Frame.RESPONSE: {
+        const headLength = payload.readUInt32BE(0);
+        const [status, headers] = decodeResponseHead(payload.subarray(4, 4 + headLength));
+        const body = payload.subarray(4 + headLength);
+        this.respond(request, () => {
+          ex.setResponse(status, headers);
+          ex.knownLength = body.length;
+          ex.writeBody(body);
+          ex.endResponse();
+        });
+        return this.settle(worker, request);
+      }
+      case Frame.START: {
+        const [status, headers] = decodeResponseHead(payload);
+        return this.respond(request, () => ex.setResponse(status, headers));
+      }
+      case Frame.DATA:
+        this.respond(request, () => ex.writeBody(payload));
+        // Credit goes back once the client socket has taken the bytes: that is the backpressure.
+        return ex.conn.whenDrained(() => worker.send(Frame.ACK, id, u32(payload.length)));
+      case Frame.END:
+        if (request.sendfile !== null) {
+          request.sendfile.then(() => this.finishRequest(worker, request));
+          return;
+        }
+        return this.finishRequest(worker, request);
+      case Frame.ERROR:
+        ex.failApp(new PythonError(payload.toString("utf8")));
+        return this.settle(worker, request);
+      case Frame.PULL:
+        return this.answerPull(worker, request, payload.readUInt32BE(0));
+      case Frame.STARTED:
+        request.startedAt = performance.now();
+        return;
+      case Frame.CANCELLED:
+        worker.requests.delete(id);
+        request.worker = null;
+        this.queue.unshift(request);
+        return this.dispatch();
+      case Frame.SENDFILE:
+        request.sendfile = this.sendFile(request, payload);
+        return;
+    }
+  }
+
+  private finishRequest(worker: PyWorker, request: PyRequest): void {
+    this.respond(request, () => request.ex.endResponse());
+    this.settle(worker, request);
+  }
+
+  /** Run a response step unless the client is gone; an app's bad status or header becomes its 500. */
+  private respond(request: PyRequest, step: () => void): void {
+    const ex = request.ex;
+    if (ex.isDone || ex.isAborted) return;
+    try {
+      step();
+    } catch (err) {
+      ex.failApp(err);
+      request.worker?.send(Frame.ABORT, request.id);
+    }
+  }
+
+  /** The worker is done with a request: free its thread, recycle it if it has served enough. */
+  private settle(worker: PyWorker, request: PyRequest): void {
+    worker.requests.delete(request.id);
+    request.worker = null;
+    worker.served++;
+    if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
+      this.log.info(`Worker ${worker.id} (pid ${worker.pid}) served ${worker.served} requests; recycling`);
+      this.retire(worker);
+      this.spawnReplacement();
+    }
+    if (worker.state === "retiring" && worker.busy === 0) worker.send(Frame.STOP, 0);
+    this.dispatch();
+  }
+
+  private answerPull(worker: PyWorker, request: PyRequest, max: number): void {
+    const ex = request.ex;
+    if (ex.isAborted || ex.isDone) return worker.send(Frame.BODY_EOF, request.id);
+    const data = ex.conn.readBody(Math.max(1, max));
+    if (data === undefined) {
+      if (!ex.isAborted && !ex.isDone) ex.conn.onBodyReadable(() => this.answerPull(worker, request, max));
+      return;
+    }
+    if (data === null) worker.send(Frame.BODY_EOF, request.id);
+    else worker.send(Frame.BODY, request.id, data);
+  }
+
+  /** wsgi.file_wrapper: the front reads the file itself, in pieces, as the client takes them. */
+  private async sendFile(request: PyRequest, payload: Buffer): Promise<void> {
+    const ex = request.ex;
+    const offset = payload.readUInt32BE(0) * 2 ** 32 + payload.readUInt32BE(4);
+    const hi = payload.readUInt32BE(8), lo = payload.readUInt32BE(12);
+    const toEnd = hi === 0xffffffff && lo === 0xffffffff;
+    const file = latin1(payload, 16, payload.length);
+    let fd = -1;
+    try {
+      fd = fs.openSync(file, "r");
+      let left = toEnd ? Infinity : hi * 2 ** 32 + lo;
+      let position = offset;
+      const piece = Buffer.allocUnsafe(SENDFILE_PIECE_BYTES);
+      while (left > 0 && !ex.isAborted && !ex.isDone) {
+        const n = fs.readSync(fd, piece, 0, Math.min(piece.length, left), position);
+        if (n === 0) break;
+        position += n;
+        left -= n;
+        this.respond(request, () => ex.writeBody(Buffer.from(piece.subarray(0, n))));
+        if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
+      }
+    } catch (err) {
+      ex.failApp(err);
+    } finally {
+      if (fd !== -1) fs.closeSync(fd);
+    }
+  }
+
+  // -- worker life --
+
+  private onReady(worker: PyWorker): void {
+    if (worker.state !== "booting") return;
+    worker.state = "ready";
+    worker.resolveBoot();
+    // A new generation (SIGHUP) takes over one old worker for each new one ready.
+    if (worker.generation === this.generation) {
+      const old = [...this.workers].find((w) => w.generation < this.generation && w.state === "ready");
+      if (old !== undefined) this.retire(old);
+    }
+    this.dispatch();
+  }
+
+  private retire(worker: PyWorker): void {
+    worker.state = "retiring";
+    if (worker.busy === 0) worker.send(Frame.STOP, 0);
+  }
+
+  private spawnReplacement(): void {
+    if (this.isStopping) return;
+    const live = [...this.workers].filter((w) => w.state === "ready" || w.state === "booting").length;
+    if (live >= this.config.workers) return;
+    const worker = this.spawnWorker();
+    worker.booted.catch((reason) => {
+      this.log.error(`Replacement worker failed to boot; retrying in ${RESPAWN_BACKOFF_MS} ms: ${reason}`);
+    });
+  }
+
+  /** A worker's process exited or its socket closed: settle what it held, replace it. */
+  private onWorkerGone(worker: PyWorker, why: string): void {
+    if (worker.state === "dead") return;
+    const wasRetiring = worker.state === "retiring";
+    const wasBooting = worker.state === "booting";
+    worker.state = "dead";
+    worker.listener.stop();
+    try { worker.proc.kill("SIGKILL"); } catch { /* already gone */ }
+    worker.socket?.end();
+    this.workers.delete(worker);
+    if (wasBooting) worker.rejectBoot(`worker ${worker.id} (pid ${worker.pid}) exited before it was ready`);
+    for (const request of worker.requests.values()) {
+      request.worker = null;
+      // The app may have run: answering 502 is honest; running it again is not.
+      request.ex.failWith(502, "");
+    }
+    worker.requests.clear();
+    if (!wasRetiring && !wasBooting && !this.isStopping) this.log.error(`Worker ${worker.id} (pid ${worker.pid}) died: ${why}`);
+    if (this.isStopping) return;
+    if (wasBooting && this.server !== null) {
+      setTimeout(() => this.spawnReplacement(), RESPAWN_BACKOFF_MS);
+    } else {
+      this.spawnReplacement();
+    }
+    this.dispatch();
+  }
+
+  /** --timeout: a request running too long gets 504; its worker is killed and replaced. */
+  private checkTimeouts(): void {
+    const limit = this.config.timeoutS * 1000;
+    const now = performance.now();
+    for (const worker of this.workers) {
+      if (worker.state === "dead") continue;
+      for (const request of worker.requests.values()) {
+        if (now - request.startedAt < limit) continue;
+        this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${requestLine(request.ex.head)} after ${this.config.timeoutS}s`);
+        worker.requests.delete(request.id);
+        request.ex.failWith(504, "");
+        this.onWorkerGone(worker, "killed after a request timed out");
+        break;
+      }
+    }
+  }
+
+  reload(): void {
+    if (this.isStopping) return;
+    this.generation++;
+    this.log.info(`Reloading: starting ${this.config.workers} new workers`);
+    for (let i = 0; i < this.config.workers; i++) {
+      const worker = this.spawnWorker();
+      worker.booted.catch((reason) => {
+        this.log.error(`Reload failed; old workers keep serving: ${reason}`);
+      });
+    }
+  }
+
+  addWorker(): void {
+    this.config.workers++;
+    this.log.info(`Number of workers: ${this.config.workers}`);
+    this.spawnReplacement();
+  }
+
+  removeWorker(): void {
+    if (this.config.workers <= 1) return;
+    this.config.workers--;
+    this.log.info(`Number of workers: ${this.config.workers}`);
+    const victim = [...this.workers].filter((w) => w.state === "ready").sort((a, b) => a.busy - b.busy)[0];
+    if (victim !== undefined) this.retire(victim);
+  }
+
+  /** Graceful: workers finish what they hold and exit; otherwise (or past 3 s) they are killed. */
+  async stop(graceful: boolean): Promise<void> {
+    this.isStopping = true;
+    if (this.ticker !== null) clearInterval(this.ticker);
+    for (const request of this.queue.splice(0)) request.ex.failWith(503, "", [["Retry-After", "1"]]);
+    for (const worker of this.workers) {
+      if (graceful) this.retire(worker);
+      else worker.proc.kill("SIGKILL");
+    }
+    const deadline = Date.now() + (graceful ? 3000 : 500);
+    while (this.workers.size > 0 && Date.now() < deadline) await Bun.sleep(10);
+    for (const worker of this.workers) worker.proc.kill("SIGKILL");
+    this.cleanUp();
+  }
+
+  private cleanUp(): void {
+    for (const worker of this.workers) {
+      try { worker.proc.kill("SIGKILL"); } catch { /* gone */ }
+    }
+    try { fs.rmSync(this.dir, { recursive: true, force: true }); } catch { /* gone */ }
+  }
+}
+
+class PythonError extends Error {
+  constructor(readonly traceback: string) {
+    super(traceback.trimEnd().split("\n").pop() ?? "Python exception");
+    this.stack = traceback.trimEnd();
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+/** --python, else the active virtualenv's, else python3 on PATH. */
+function choosePython(config: Config): string {
+  if (config.python !== null) return config.python;
+  const venv = process.env.VIRTUAL_ENV;
+  if (venv && fs.existsSync(path.join(venv, "bin", "python"))) return path.join(venv, "bin", "python");
+  return "python3";
+}
+
+async function startPythonStage(config: Config, log: Logger): Promise<PythonWorkerPool> {
+  const python = choosePython(config);
+  if (Bun.which(python) === null && !fs.existsSync(python)) {
+    process.stderr.write(`bunicorn: error: Python interpreter not found: ${python} (use --python PATH)\n`);
+    process.exit(2);
+  }
+  const pool = new PythonWorkerPool(config, log);
+  try {
+    await pool.boot();
+  } catch {
+    log.flush();
+    process.exit(1);
+  }
+  return pool;
 }
 
 // ==== 14. Logging ====
@@ -1963,6 +2598,7 @@ export function startServer(options: Partial<Config> & { app?: string; handler?:
   let server: Server;
   const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
   server = new Server(config, stage, log);
+  (stage as Partial<PythonWorkerPool>).attach?.(server);
   server.listen();
   return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
 }
