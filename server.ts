@@ -1958,7 +1958,7 @@ class PythonWorkerPool implements PythonStage {
     const offset = payload.readUInt32BE(0) * 2 ** 32 + payload.readUInt32BE(4);
     const hi = payload.readUInt32BE(8), lo = payload.readUInt32BE(12);
     const toEnd = hi === 0xffffffff && lo === 0xffffffff;
-    const file = latin1(payload, 16, payload.length);
+    const file = Buffer.from(payload.subarray(16)); // the path's raw bytes, as the OS knows them
     let fd = -1;
     try {
       fd = fs.openSync(file, "r");

@@ -1,0 +1,890 @@
+"""bunicorn Python worker: runs a WSGI app (PEP 3333) for the Bun front.
+
+The front listens on a Unix stream socket (BUNICORN_SOCKET); this process connects
+to it, imports the app (BUNICORN_APP), sends READY and then serves requests that
+arrive as frames. Every frame, in both directions, is a 9-byte header `!IBI`
+(payload length, type, request id) followed by the payload. Strings on the wire
+are latin-1 (PEP 3333 "bytes as native strings"); "fields" are strings joined
+with NUL. A REQ payload is: u8 flags, u32 length + PATH_INFO, u32 length + the
+other environ items as fields, then (BODY_INLINE) the whole body as the rest.
+
+Sections:
+  1. Constants and frame layouts
+  2. Loading the app
+  3. wsgi.input (inline and pulled bodies) and wsgi.file_wrapper
+  4. Request state and start_response
+  5. The worker: frame reading, dispatch, running the app, flow control
+  6. Main
+
+Threading: with BUNICORN_THREADS == 1 the app runs on the thread that reads the
+socket; whenever the app needs something from the front (body bytes, ACK
+credit) that same thread reads frames until the answer arrives. With T > 1 the
+main thread only reads and routes frames, T pool threads run requests in FIFO
+order, and socket writes are serialized by a lock.
+
+Standard library only; Python >= 3.9.
+"""
+
+import ast
+import collections
+import importlib
+import importlib.util
+import io
+import os
+import queue
+import signal
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+import traceback
+
+# ==== 1. Constants and frame layouts ====
+
+# Front -> worker frame types.
+REQ, BODY, BODY_EOF, CANCEL, ABORT, ACK, STOP = 1, 2, 3, 4, 5, 6, 7
+# Worker -> front frame types.
+READY, BOOT_ERROR, START, DATA, END, RESPONSE, ERROR, PULL, STARTED, CANCELLED, SENDFILE = range(20, 31)
+
+# REQ flags.
+FLAG_BODY_INLINE = 1
+FLAG_BODY_STREAM = 2
+FLAG_CHUNKED = 4
+FLAG_ACK_START = 8
+
+HEADER = struct.Struct("!IBI")          # payload length, type, request id
+HEADER_SIZE = HEADER.size               # 9
+HEADER_U32 = struct.Struct("!IBII")     # header followed by one u32 (PULL, RESPONSE head length)
+U32 = struct.Struct("!I")
+SENDFILE_RANGE = struct.Struct("!QQ")   # big-endian u64 == (hi u32, lo u32)
+SENDFILE_TO_END = 0xFFFFFFFFFFFFFFFF
+
+WINDOW_BYTES = 1 << 20                  # un-ACKed DATA bytes allowed per request
+MIN_SEND_BYTES = 64 * 1024              # wait for at least this much credit before sending a piece
+PULL_MIN_BYTES = 64 * 1024              # smallest body request sent to the front
+PULL_MAX_BYTES = 16 * 1024 * 1024       # largest body request (read(n) with a huge n)
+READ_ALL_PULL_BYTES = 1024 * 1024       # PULL size while read() drains the whole body
+RESPONSE_MAX_BODY_BYTES = WINDOW_BYTES  # bigger list bodies go out as DATA under flow control
+SENDMSG_MIN_BYTES = 64 * 1024           # above this, header and body go out without concatenation
+RECV_BUFFER_BYTES = 256 * 1024
+POLL_AFTER_S = 0.001                    # T == 1: peek at the socket between app steps after this long
+PPID_CHECK_S = 1.0
+
+
+class ClientDisconnected(OSError):
+    """Raised into the app (write(), wsgi.input) after the front sent ABORT."""
+
+
+class AppLoadError(Exception):
+    pass
+
+
+# ==== 2. Loading the app ====
+
+def prepare_sys_path(env):
+    """BUNICORN_CHDIR (or the current directory) first on sys.path, then BUNICORN_PYTHONPATH."""
+    script_dir = os.path.dirname(os.path.abspath(globals().get("__file__") or ""))
+    if sys.path and sys.path[0] in ("", script_dir) and globals().get("__file__"):
+        del sys.path[0]  # the directory worker.py lives in is not the app's
+    chdir = env.get("BUNICORN_CHDIR")
+    if chdir:
+        os.chdir(chdir)
+    front = [os.getcwd()]
+    for p in (env.get("BUNICORN_PYTHONPATH") or "").split(os.pathsep):
+        if p:
+            front.append(os.path.abspath(p))
+    for p in front:
+        while p in sys.path:
+            sys.path.remove(p)
+    sys.path[0:0] = front
+
+
+def _import_target(target):
+    """Import `module` or `path/to/file.py`; return the module."""
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = os.path.abspath(target)
+        if not os.path.isfile(path):
+            raise AppLoadError("app file not found: %s" % path)
+        directory = os.path.dirname(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        name = os.path.splitext(os.path.basename(path))[0]
+        if not name.isidentifier() or name in sys.modules:
+            name = "__bunicorn_app__"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(target)
+
+
+def _resolve_dotted(module, node, text):
+    """Name or attribute chain (`app`, `api.wsgi_app`) evaluated against the module."""
+    if isinstance(node, ast.Name):
+        try:
+            return getattr(module, node.id)
+        except AttributeError:
+            raise AppLoadError("failed to find attribute %r in %r" % (node.id, module.__name__)) from None
+    if isinstance(node, ast.Attribute):
+        return getattr(_resolve_dotted(module, node.value, text), node.attr)
+    raise AppLoadError("failed to parse %r as an attribute name or function call" % text)
+
+
+def load_app(spec):
+    """`module:callable`, `path/file.py:callable` or `module:factory(literal args)` (like gunicorn)."""
+    target, sep, obj = spec.partition(":")
+    if not target:
+        raise AppLoadError("empty app module in %r" % spec)
+    module = _import_target(target)
+    if not sep or not obj.strip():
+        for name in ("application", "app"):
+            app = getattr(module, name, None)
+            if app is not None:
+                break
+        else:
+            raise AppLoadError("failed to find 'application' or 'app' in %r" % target)
+    else:
+        text = obj.strip()
+        try:
+            node = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            raise AppLoadError("failed to parse %r as an attribute name or function call" % text) from None
+        if isinstance(node, ast.Call):
+            try:
+                args = [ast.literal_eval(a) for a in node.args]
+                kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+            except ValueError:
+                raise AppLoadError("factory arguments must be literals: %r" % text) from None
+            factory = _resolve_dotted(module, node.func, text)
+            app = factory(*args, **kwargs)
+        else:
+            app = _resolve_dotted(module, node, text)
+    if not callable(app):
+        raise AppLoadError("application object %r is not callable" % (spec,))
+    return app
+
+
+# ==== 3. wsgi.input and wsgi.file_wrapper ====
+
+class PulledInput:
+    """wsgi.input for BODY_STREAM: bytes are PULLed from the front as the app reads.
+
+    At most what the app asked for plus one PULL answer is held in memory.
+    """
+
+    __slots__ = ("_worker", "_req", "_buf", "_eof")
+
+    def __init__(self, worker, req):
+        self._worker = worker
+        self._req = req
+        self._buf = bytearray()
+        self._eof = False
+
+    def _fill(self, want):
+        """Ask the front for up to `want` more bytes; False once the body is complete."""
+        if self._eof:
+            return False
+        req = self._req
+        if req.aborted:
+            raise ClientDisconnected("client disconnected while the request body was read")
+        want = min(max(want, PULL_MIN_BYTES), PULL_MAX_BYTES)
+        req.pulling = True
+        self._worker.send(HEADER_U32.pack(4, PULL, req.rid, want))
+        self._worker.wait(req, _pull_answered)
+        if req.aborted:
+            raise ClientDisconnected("client disconnected while the request body was read")
+        chunks = req.body_chunks
+        if chunks:
+            for chunk in chunks:
+                self._buf += chunk
+            chunks.clear()
+        if req.body_eof:
+            self._eof = True
+        return True
+
+    def _take(self, n):
+        buf = self._buf
+        if n >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:n])
+            del buf[:n]
+        return data
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            while self._fill(READ_ALL_PULL_BYTES):
+                pass
+            return self._take(len(self._buf))
+        while len(self._buf) < size and self._fill(size - len(self._buf)):
+            pass
+        return self._take(size)
+
+    def readline(self, size=-1):
+        if size is None:
+            size = -1
+        buf = self._buf
+        scan = 0
+        while True:
+            i = buf.find(b"\n", scan)
+            if i >= 0:
+                n = i + 1
+                break
+            if 0 <= size <= len(buf):
+                n = size
+                break
+            scan = len(buf)
+            if not self._fill(size - scan if size >= 0 else PULL_MIN_BYTES):
+                n = len(buf)
+                break
+        if 0 <= size < n:
+            n = size
+        return self._take(n)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self):
+        pass
+
+
+def _pull_answered(req):
+    return not req.pulling or req.aborted
+
+
+def _has_credit(req):
+    return req.aborted or WINDOW_BYTES - (req.sent - req.acked) >= req.need
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333, optional platform-specific file handling)."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def _declared_content_length(headers):
+    for name, value in headers:
+        if name.lower() == "content-length":
+            value = value.strip()
+            if value.isdigit() and value.isascii():
+                return int(value)
+            return None
+    return None
+
+
+def find_sendfile_target(filelike, headers):
+    """(path bytes, offset, length) when `filelike` is a regular file reachable by path, else None."""
+    if isinstance(filelike, io.TextIOBase):
+        return None
+    try:
+        fd = filelike.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    name = getattr(filelike, "name", None)
+    if not isinstance(name, (str, bytes)):
+        try:
+            name = os.readlink("/proc/self/fd/%d" % fd)
+        except OSError:
+            return None
+    try:
+        path = os.path.abspath(name)
+        on_disk = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if (on_disk.st_dev, on_disk.st_ino) != (st.st_dev, st.st_ino):
+        return None  # renamed, replaced, or opened relative to another directory
+    try:
+        offset = filelike.tell() if hasattr(filelike, "tell") else os.lseek(fd, 0, os.SEEK_CUR)
+    except (OSError, ValueError):
+        return None
+    length = SENDFILE_TO_END
+    declared = _declared_content_length(headers)
+    if declared is not None:
+        length = max(0, min(declared, st.st_size - offset))
+    return os.fsencode(path), offset, length
+
+
+# ==== 4. Request state and start_response ====
+
+class Request:
+    __slots__ = (
+        "worker", "rid", "flags", "environ",
+        "started", "cancelled", "aborted",
+        "head", "headers", "head_sent", "used_write",
+        "pulling", "body_chunks", "body_eof",
+        "sent", "acked", "need", "cond",
+    )
+
+    def __init__(self, worker, rid, flags, environ):
+        self.worker = worker
+        self.rid = rid
+        self.flags = flags
+        self.environ = environ
+        self.started = False
+        self.cancelled = False
+        self.aborted = False
+        self.head = None          # encoded START fields, set by start_response
+        self.headers = None
+        self.head_sent = False
+        self.used_write = False
+        self.pulling = False
+        self.body_chunks = []
+        self.body_eof = False
+        self.sent = 0             # DATA bytes sent (only the app's thread writes this)
+        self.acked = 0            # DATA bytes ACKed (only the reader writes this)
+        self.need = 0
+        self.cond = None
+
+    # PEP 3333, "The start_response() Callable"
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.head is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError("status must be a str, got %r" % (status,))
+        if len(status) < 4 or status[3] != " " or not (status[:3].isdigit() and status[:3].isascii()):
+            raise ValueError("status must look like '200 OK', got %r" % (status,))
+        if type(headers) is not list:
+            raise TypeError("headers must be a list, got %r" % (type(headers).__name__,))
+        parts = [status]
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError("each header must be a (name, value) tuple, got %r" % (item,))
+            name, value = item
+            if type(name) is not str or type(value) is not str:
+                raise TypeError("header names and values must be str, got %r" % (item,))
+            parts.append(name)
+            parts.append(value)
+        joined = "\0".join(parts)
+        # NUL would break the frame; CR/LF would allow response splitting.
+        if joined.count("\0") != 2 * len(headers) or "\r" in joined or "\n" in joined:
+            raise ValueError("control character in status or header: %r" % (parts,))
+        self.head = joined.encode("latin-1")
+        self.headers = headers
+        return self.write
+
+    def write(self, data):
+        """The legacy write() callable: sends START if needed, then DATA."""
+        if self.head is None:
+            raise AssertionError("write() called before start_response()")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("write() takes bytes, got %r" % (type(data).__name__,))
+        if self.aborted:
+            raise ClientDisconnected("client disconnected")
+        self.used_write = True
+        worker = self.worker
+        if not self.head_sent:
+            worker.send_start(self)
+        if data:
+            worker.send_data(self, data)
+
+
+# ==== 5. The worker ====
+
+class FrontGone(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, sock, app, threads, multiprocess):
+        self.sock = sock
+        self.app = app
+        self.threads = threads
+        self.reqs = {}
+        self.pending = collections.deque()
+        self.stopping = False
+        self.inflight = 0
+        self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.rbuf = bytearray(RECV_BUFFER_BYTES)
+        self.rview = memoryview(self.rbuf)
+        self.rstart = 0
+        self.rend = 0
+        self.last_recv = time.monotonic()
+        self.base_environ = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": False,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        self.queue = queue.SimpleQueue()
+        if threads == 1:
+            self.send = self._send_unlocked
+            self.wait = self._wait_inline
+        else:
+            self.send = self._send_locked
+            self.wait = self._wait_threaded
+
+    # -- writing --
+
+    def _send_unlocked(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.die()
+
+    def _send_locked(self, data):
+        try:
+            with self.write_lock:
+                self.sock.sendall(data)
+        except OSError:
+            self.die()
+
+    def send_frame(self, typ, rid, payload=b""):
+        n = len(payload)
+        if n < SENDMSG_MIN_BYTES:
+            self.send(HEADER.pack(n, typ, rid) + payload)
+        else:
+            self.send_two(HEADER.pack(n, typ, rid), payload)
+
+    def send_two(self, head, body):
+        """One frame as two buffers, without copying the body."""
+        total = len(head) + len(body)
+        try:
+            if self.threads > 1:
+                self.write_lock.acquire()
+            try:
+                sent = self.sock.sendmsg([head, body])
+                if sent < total:
+                    if sent < len(head):
+                        self.sock.sendall(head[sent:])
+                        sent = len(head)
+                    self.sock.sendall(memoryview(body)[sent - len(head):])
+            finally:
+                if self.threads > 1:
+                    self.write_lock.release()
+        except OSError:
+            self.die()
+
+    def send_start(self, req):
+        if req.head is None:
+            raise AssertionError("the app produced a body before calling start_response()")
+        self.send_frame(START, req.rid, req.head)
+        req.head_sent = True
+
+    def send_data(self, req, data):
+        """DATA frames under the per-request window; blocks (reading frames) for ACK credit."""
+        n = len(data)
+        off = 0
+        view = None
+        while off < n:
+            if req.aborted:
+                raise ClientDisconnected("client disconnected")
+            credit = WINDOW_BYTES - (req.sent - req.acked)
+            left = n - off
+            if credit < left and credit < MIN_SEND_BYTES:
+                req.need = min(left, MIN_SEND_BYTES)
+                self.wait(req, _has_credit)
+                continue
+            take = left if left <= credit else credit
+            if off == 0 and take == n:
+                piece = data
+            else:
+                if view is None:
+                    view = memoryview(data)
+                piece = view[off:off + take]
+            req.sent += take
+            if take < SENDMSG_MIN_BYTES:
+                self.send(HEADER.pack(take, DATA, req.rid) + bytes(piece))
+            else:
+                self.send_two(HEADER.pack(take, DATA, req.rid), piece)
+            off += take
+
+    def send_error(self, req, text):
+        self.send_frame(ERROR, req.rid, text.encode("utf-8", "replace"))
+
+    def die(self):
+        """The front is gone (EOF or a failed write): nobody is left to answer."""
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(0)
+
+    # -- reading --
+
+    def recv(self, block=True):
+        """Read once from the socket and dispatch every complete frame. False on EOF."""
+        buf = self.rbuf
+        start, end = self.rstart, self.rend
+        try:
+            n = self.sock.recv_into(self.rview[end:], 0, 0 if block else socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            n = 0
+        if n == 0:
+            return False
+        self.last_recv = time.monotonic()
+        end += n
+        view = self.rview
+        dispatch = self.dispatch
+        while end - start >= HEADER_SIZE:
+            plen, typ, rid = HEADER.unpack_from(buf, start)
+            stop = start + HEADER_SIZE + plen
+            if stop > end:
+                break
+            payload = view[start + HEADER_SIZE:stop].tobytes()
+            start = stop
+            self.rstart, self.rend = start, end
+            dispatch(typ, rid, payload)
+        if start == end:
+            self.rstart = self.rend = 0
+        else:
+            self.rstart, self.rend = start, end
+            self._make_room()
+        return True
+
+    def _make_room(self):
+        """Ensure the partial frame at rstart fits in the buffer after it (so recv_into has room)."""
+        start, end = self.rstart, self.rend
+        size = len(self.rbuf)
+        if end - start >= HEADER_SIZE:
+            frame_size = HEADER_SIZE + HEADER.unpack_from(self.rbuf, start)[0]
+        else:
+            frame_size = HEADER_SIZE
+        if start + frame_size <= size:
+            return
+        if frame_size <= size:
+            self.rbuf[0:end - start] = self.rview[start:end].tobytes()  # may overlap: copy first
+        else:
+            new = bytearray(max(frame_size, size * 2))
+            new[0:end - start] = self.rview[start:end]
+            self.rview.release()
+            self.rbuf = new
+            self.rview = memoryview(new)
+        self.rstart, self.rend = 0, end - start
+
+    def poll(self):
+        """T == 1: handle frames already waiting (CANCEL, ABORT, ACK) without blocking."""
+        if time.monotonic() - self.last_recv >= POLL_AFTER_S:
+            if not self.recv(block=False):
+                self.die()
+
+    def _wait_inline(self, req, predicate):
+        while not predicate(req):
+            if not self.recv(block=True):
+                self.die()
+
+    def _wait_threaded(self, req, predicate):
+        with self.lock:
+            while not predicate(req):
+                if req.cond is None:
+                    req.cond = threading.Condition(self.lock)
+                req.cond.wait()
+
+    # -- dispatch (the reading thread) --
+
+    def dispatch(self, typ, rid, payload):
+        if typ == REQ:
+            self.on_req(rid, payload)
+            return
+        if typ == STOP:
+            with self.lock:
+                self.stopping = True
+            return
+        with self.lock:
+            req = self.reqs.get(rid)
+            if req is None:
+                return  # a late frame for a finished, cancelled or unknown request
+            if typ == ACK:
+                req.acked += U32.unpack_from(payload)[0]
+            elif typ == BODY:
+                if req.pulling:
+                    req.body_chunks.append(payload)
+                    req.pulling = False
+            elif typ == BODY_EOF:
+                req.body_eof = True
+                req.pulling = False
+            elif typ == CANCEL:
+                if not req.started:
+                    self._drop(req)
+                    self.send_frame(CANCELLED, rid)
+                return
+            elif typ == ABORT:
+                req.aborted = True
+                if not req.started:
+                    self._drop(req)
+                    self.send_frame(END, rid)
+                    return
+            else:
+                return
+            if req.cond is not None:
+                req.cond.notify_all()
+
+    def _drop(self, req):
+        """Forget a request that never started (lock held)."""
+        req.cancelled = True
+        del self.reqs[req.rid]
+        self.inflight -= 1
+        if self.threads == 1:
+            try:
+                self.pending.remove(req)
+            except ValueError:
+                pass
+
+    def on_req(self, rid, p):
+        # u8 flags, u32 + PATH_INFO (may hold NUL), u32 + fields k\0v\0..., then the inline body (rest).
+        flags = p[0]
+        path_end = 5 + U32.unpack_from(p, 1)[0]
+        fields_end = path_end + 4 + U32.unpack_from(p, path_end)[0]
+        environ = self.base_environ.copy()
+        if fields_end > path_end + 4:
+            it = iter(p[path_end + 4:fields_end].decode("latin-1").split("\0"))
+            environ.update(zip(it, it))
+        environ["PATH_INFO"] = p[5:path_end].decode("latin-1")
+        if flags & FLAG_BODY_INLINE:
+            environ["wsgi.input"] = io.BytesIO(p[fields_end:])
+        req = Request(self, rid, flags, environ)
+        if flags & FLAG_BODY_STREAM:
+            environ["wsgi.input"] = PulledInput(self, req)
+        elif not flags & FLAG_BODY_INLINE:
+            environ["wsgi.input"] = io.BytesIO(b"")
+        if flags & FLAG_CHUNKED:
+            environ["wsgi.input_terminated"] = True
+        with self.lock:
+            self.reqs[rid] = req
+            self.inflight += 1
+        if self.threads == 1:
+            self.pending.append(req)
+        else:
+            self.queue.put(req)
+
+    # -- running the app --
+
+    def run_request(self, req):
+        if req.flags & FLAG_ACK_START:
+            self.send_frame(STARTED, req.rid)
+        result = None
+        error = None
+        try:
+            result = self.app(req.environ, req.start_response)
+            t = type(result)
+            if (t is list or t is tuple) and not req.used_write:
+                if req.head is None:
+                    raise AssertionError("the app returned without calling start_response()")
+                body = b"".join(result)
+                if len(body) <= RESPONSE_MAX_BODY_BYTES:
+                    if req.aborted:
+                        self.send_frame(END, req.rid)  # after ABORT only END/ERROR are wanted
+                    else:
+                        self._send_response(req, body)
+                    return
+                result = (body,)
+            self._stream(req, result)
+        except Exception:
+            error = traceback.format_exc()
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                close_error = traceback.format_exc()
+                if error is None and not req.head_sent:
+                    error = close_error
+                else:
+                    # The front never hears of this one: log it here.
+                    sys.stderr.write("close() of the app's iterable raised:\n" + close_error)
+                    sys.stderr.flush()
+        if req.aborted:
+            self.send_frame(END, req.rid)
+        elif error is not None:
+            self.send_error(req, error)
+        else:
+            self.send_frame(END, req.rid)
+
+    def _send_response(self, req, body):
+        head = req.head
+        hl = len(head)
+        bl = len(body)
+        framed = HEADER_U32.pack(4 + hl + bl, RESPONSE, req.rid, hl)
+        if bl < SENDMSG_MIN_BYTES:
+            self.send(b"".join((framed, head, body)))
+        else:
+            self.send_two(framed + head, body)
+        req.head_sent = True
+
+    def _stream(self, req, result):
+        if type(result) is FileWrapper and not req.used_write:
+            target = find_sendfile_target(result.filelike, req.headers or ())
+            if target is not None and req.head is not None:
+                path, offset, length = target
+                self.send_start(req)
+                self.send_frame(SENDFILE, req.rid, SENDFILE_RANGE.pack(offset, length) + path)
+                return
+        inline = self.threads == 1
+        for chunk in result:
+            if inline:
+                self.poll()
+            if req.aborted:
+                return
+            if type(chunk) is not bytes and not isinstance(chunk, (bytearray, memoryview)):
+                raise TypeError("the app must yield bytes, got %r" % (type(chunk).__name__,))
+            if not chunk:
+                continue
+            if not req.head_sent:
+                self.send_start(req)
+            self.send_data(req, chunk)
+        if not req.head_sent and not req.aborted:
+            self.send_start(req)
+
+    # -- loops --
+
+    def serve_inline(self):
+        """T == 1: read frames and run queued requests on this thread."""
+        pending = self.pending
+        while True:
+            if pending:
+                self.poll()  # a slow previous request may have left a CANCEL unread
+                if not pending:
+                    continue
+                req = pending.popleft()
+                req.started = True
+                try:
+                    self.run_request(req)
+                finally:
+                    del self.reqs[req.rid]
+                    self.inflight -= 1
+                continue
+            if self.stopping:
+                return
+            if not self.recv(block=True):
+                self.die()
+
+    def serve_threaded(self):
+        """T > 1: this thread routes frames; a pool of threads runs requests."""
+        for i in range(self.threads):
+            threading.Thread(target=self._pool_thread, name="bunicorn-%d" % i, daemon=True).start()
+        while True:
+            with self.lock:
+                if self.stopping and self.inflight == 0:
+                    return
+            if not self.recv(block=True):
+                with self.lock:
+                    if self.stopping and self.inflight == 0:
+                        return
+                self.die()
+
+    def _pool_thread(self):
+        while True:
+            req = self.queue.get()
+            with self.lock:
+                if req.cancelled:
+                    continue
+                req.started = True
+            try:
+                self.run_request(req)
+            except BaseException:
+                traceback.print_exc()
+                self.die()
+            with self.lock:
+                self.reqs.pop(req.rid, None)
+                self.inflight -= 1
+                wake = self.stopping and self.inflight == 0
+            if wake:
+                try:
+                    self.sock.shutdown(socket.SHUT_RD)  # the reader's recv returns EOF
+                except OSError:
+                    pass
+
+
+# ==== 6. Main ====
+
+def _watch_parent(ppid):
+    while True:
+        time.sleep(PPID_CHECK_S)
+        if os.getppid() != ppid:
+            os._exit(0)
+
+
+def main():
+    env = os.environ
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # app prints reach the front's log promptly
+    except (AttributeError, ValueError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the front, which sends STOP
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="bunicorn-ppid", daemon=True).start()
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(env["BUNICORN_SOCKET"])
+    except (KeyError, OSError) as e:
+        sys.stderr.write("bunicorn worker: cannot connect to the front socket: %r\n" % (e,))
+        sys.exit(1)
+
+    try:
+        threads = max(1, int(env.get("BUNICORN_THREADS") or "1"))
+        prepare_sys_path(env)
+        app = load_app(env.get("BUNICORN_APP", ""))
+    except BaseException:
+        text = traceback.format_exc()
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        payload = text.encode("utf-8", "replace")
+        try:
+            sock.sendall(HEADER.pack(len(payload), BOOT_ERROR, 0) + payload)
+        except OSError:
+            pass
+        sys.stdout.flush()
+        os._exit(1)
+
+    worker = Worker(sock, app, threads, env.get("BUNICORN_MULTIPROCESS") == "1")
+    worker.send_frame(READY, 0, str(os.getpid()).encode("ascii"))
+    if threads == 1:
+        worker.serve_inline()
+    else:
+        worker.serve_threaded()
+    sock.close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
