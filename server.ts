@@ -1528,6 +1528,15 @@ const FRAME_HEADER_BYTES = 9;
 const MAX_INLINE_BODY_BYTES = 256 * 1024;
 /** SENDFILE reads the file in pieces this big, pausing while the client is backed up. */
 const SENDFILE_PIECE_BYTES = 256 * 1024;
+/**
+ * Requests a worker may hold beyond its threads. They wait in the worker's socket, so it
+ * starts the next one without a round trip (one-at-a-time caps near 19k/s, bun-notes.md).
+ * The worker runs requests in FIFO order, so of a worker's outstanding requests only the
+ * first `threads` can have started: the rest can always be taken back (CANCEL) or re-queued.
+ */
+const PIPELINE_DEPTH = 4;
+/** Pipeline only behind requests younger than this; older ones may hang, so we recall what waits behind them. */
+const PIPELINE_MAX_AGE_MS = 50;
 /** A replacement worker that fails to boot is retried after this long. */
 const RESPAWN_BACKOFF_MS = 1000;
 
@@ -1585,8 +1594,8 @@ function decodeResponseHead(bytes: Uint8Array): [string, [string, string][]] {
 /** One request on its way through a worker. */
 class PyRequest {
   worker: PyWorker | null = null;
-  startedAt = 0;
-  isCancelled = false;
+  startedAt = 0; // when it became one of its worker's first `threads` requests (0: still waiting there)
+  isCancelSent = false;
   sendfile: Promise<void> | null = null;
   constructor(readonly id: number, readonly ex: Exchange) {}
 }
@@ -1784,13 +1793,27 @@ class PythonWorkerPool implements PythonStage {
     }
   }
 
+  /** A worker with a free thread, least busy first; else one whose pipeline has room behind young requests. */
   private pickWorker(): PyWorker | null {
+    const threads = this.config.threads;
     let best: PyWorker | null = null;
     for (const w of this.workers) {
-      if (w.state !== "ready" || w.busy >= this.config.threads) continue;
+      if (w.state !== "ready" || w.busy >= threads + PIPELINE_DEPTH) continue;
+      if (w.busy >= threads && !this.isYoung(w)) continue;
       if (best === null || w.busy < best.busy) best = w;
     }
     return best;
+  }
+
+  /** Every started request of the worker is younger than PIPELINE_MAX_AGE_MS. */
+  private isYoung(worker: PyWorker): boolean {
+    const now = performance.now();
+    let n = 0;
+    for (const r of worker.requests.values()) {
+      if (n++ >= this.config.threads) break;
+      if (now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
+    }
+    return true;
   }
 
   private sendRequest(worker: PyWorker, request: PyRequest): void {
@@ -1812,7 +1835,8 @@ class PythonWorkerPool implements PythonStage {
     }
     if (ex.head.chunked) flags |= REQ_CHUNKED;
     request.worker = worker;
-    request.startedAt = performance.now();
+    request.startedAt = worker.busy < this.config.threads ? performance.now() : 0;
+    request.isCancelSent = false;
     worker.requests.set(request.id, request);
     worker.send(Frame.REQ, request.id, encodeRequest(ex.environ, flags, inline));
   }
@@ -1896,12 +1920,13 @@ class PythonWorkerPool implements PythonStage {
       case Frame.PULL:
         return this.answerPull(worker, request, payload.readUInt32BE(0));
       case Frame.STARTED:
-        request.startedAt = performance.now();
         return;
       case Frame.CANCELLED:
+        // Taken back before it started: it goes first in line, to any worker.
         worker.requests.delete(id);
         request.worker = null;
-        this.queue.unshift(request);
+        this.markStarted(worker);
+        if (!request.ex.isAborted && !request.ex.isDone) this.queue.unshift(request);
         return this.dispatch();
       case Frame.SENDFILE:
         request.sendfile = this.sendFile(request, payload);
@@ -1931,6 +1956,7 @@ class PythonWorkerPool implements PythonStage {
     worker.requests.delete(request.id);
     request.worker = null;
     worker.served++;
+    this.markStarted(worker);
     if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
       this.log.info(`Worker ${worker.id} (pid ${worker.pid}) served ${worker.served} requests; recycling`);
       this.retire(worker);
@@ -1938,6 +1964,15 @@ class PythonWorkerPool implements PythonStage {
     }
     if (worker.state === "retiring" && worker.busy === 0) worker.send(Frame.STOP, 0);
     this.dispatch();
+  }
+
+  /** A thread came free: the first waiting request in the worker's FIFO starts now. */
+  private markStarted(worker: PyWorker): void {
+    let n = 0;
+    for (const r of worker.requests.values()) {
+      if (n++ >= this.config.threads) return;
+      if (r.startedAt === 0) r.startedAt = performance.now();
+    }
   }
 
   private answerPull(worker: PyWorker, request: PyRequest, max: number): void {
@@ -2020,11 +2055,18 @@ class PythonWorkerPool implements PythonStage {
     worker.socket?.end();
     this.workers.delete(worker);
     if (wasBooting) worker.rejectBoot(`worker ${worker.id} (pid ${worker.pid}) exited before it was ready`);
+    let n = 0;
+    const requeue: PyRequest[] = [];
     for (const request of worker.requests.values()) {
       request.worker = null;
-      // The app may have run: answering 502 is honest; running it again is not.
-      request.ex.failWith(502, "");
+      if (n++ < this.config.threads) {
+        // It may have run: answering 502 is honest; running it again is not.
+        request.ex.failWith(502, "");
+      } else if (!request.ex.isAborted && !request.ex.isDone) {
+        requeue.push(request); // never started (FIFO): another worker serves it
+      }
     }
+    this.queue.unshift(...requeue);
     worker.requests.clear();
     if (!wasRetiring && !wasBooting && !this.isStopping) this.log.error(`Worker ${worker.id} (pid ${worker.pid}) died: ${why}`);
     if (this.isStopping) return;
@@ -2040,15 +2082,33 @@ class PythonWorkerPool implements PythonStage {
   private checkTimeouts(): void {
     const limit = this.config.timeoutS * 1000;
     const now = performance.now();
-    for (const worker of this.workers) {
+    for (const worker of [...this.workers]) {
       if (worker.state === "dead") continue;
+      this.recallWaiting(worker, now);
       for (const request of worker.requests.values()) {
-        if (now - request.startedAt < limit) continue;
+        if (request.startedAt === 0 || now - request.startedAt < limit) continue;
         this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${requestLine(request.ex.head)} after ${this.config.timeoutS}s`);
         worker.requests.delete(request.id);
         request.ex.failWith(504, "");
         this.onWorkerGone(worker, "killed after a request timed out");
         break;
+      }
+    }
+  }
+
+  /** Requests waiting behind one that runs long may wait behind a hang: take them back. */
+  private recallWaiting(worker: PyWorker, now: number): void {
+    if (worker.busy <= this.config.threads) return;
+    let n = 0, isStuck = true;
+    for (const r of worker.requests.values()) {
+      if (n++ < this.config.threads) {
+        if (r.startedAt !== 0 && now - r.startedAt < PIPELINE_MAX_AGE_MS) isStuck = false;
+        continue;
+      }
+      if (!isStuck) return;
+      if (!r.isCancelSent) {
+        r.isCancelSent = true;
+        worker.send(Frame.CANCEL, r.id);
       }
     }
   }
