@@ -114,12 +114,6 @@ function isToken(s: string): boolean {
   return true;
 }
 
-function isTokenBytes(buf: Uint8Array, start: number, end: number): boolean {
-  if (start >= end) return false;
-  for (let i = start; i < end; i++) if (!IS_TCHAR[buf[i]]) return false;
-  return true;
-}
-
 function isOws(c: number): boolean {
   return c === SP || c === HTAB;
 }
@@ -167,6 +161,49 @@ function lowerName(name: string): string {
     if (ASCII_LOWER_CACHE.size < 2048) ASCII_LOWER_CACHE.set(name, lower);
   }
   return lower;
+}
+
+/** The usual methods and header names, found by their bytes: no string is made for them per request. */
+const COMMON_METHODS = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"];
+const COMMON_FIELD_NAMES = [
+  "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection", "content-length",
+  "content-type", "cookie", "referer", "cache-control", "origin", "authorization", "upgrade-insecure-requests",
+  "x-forwarded-for", "x-forwarded-proto", "x-request-id", "if-none-match", "if-modified-since", "transfer-encoding",
+  "expect", "pragma", "te", "sec-fetch-mode", "sec-fetch-site", "sec-fetch-dest",
+];
+const METHODS_BY_LENGTH = groupByLength(COMMON_METHODS);
+const FIELD_NAMES_BY_LENGTH = groupByLength(COMMON_FIELD_NAMES);
+
+function groupByLength(words: string[]): string[][] {
+  const table: string[][] = [];
+  for (const w of words) (table[w.length] ??= []).push(w);
+  return table;
+}
+
+function internMethod(buf: Buffer, start: number, end: number): string {
+  const candidates = METHODS_BY_LENGTH[end - start];
+  if (candidates !== undefined) {
+    for (const m of candidates) {
+      let i = 0;
+      while (i < m.length && buf[start + i] === m.charCodeAt(i)) i++;
+      if (i === m.length) return m;
+    }
+  }
+  return latin1(buf, start, end);
+}
+
+/** A header name, lower-cased (names are tokens: ASCII, so folding 'A'-'Z' is exact). */
+function internFieldName(buf: Buffer, start: number, end: number): string {
+  const candidates = FIELD_NAMES_BY_LENGTH[end - start];
+  if (candidates !== undefined) {
+    for (const name of candidates) {
+      let i = 0;
+      while (i < name.length && (buf[start + i] | 0x20) === name.charCodeAt(i)) i++;
+      // `| 0x20` maps only letters onto lower case here: the other bytes of these names are '-'.
+      if (i === name.length) return name;
+    }
+  }
+  return lowerName(latin1(buf, start, end));
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -260,11 +297,16 @@ export class RequestParser {
     return (this.state === "REQUEST_LINE" && this.bufferedBytes > 0) || this.state === "FIELDS";
   }
 
+  /** Append bytes (copied: the caller may reuse its buffer, and body views handed out must not change). */
   feed(bytes: Uint8Array): void {
+    this.feedOwned(Buffer.from(bytes));
+  }
+
+  /** Append a buffer the caller gives up (the server's sockets hand over fresh ones): no copy. */
+  feedOwned(bytes: Buffer): void {
     if (bytes.length === 0 || this.state === "ERROR") return;
     if (this.pos >= this.buf.length) {
-      // A copy: the caller may reuse its buffer, and body views we hand out must not change under the app.
-      this.buf = Buffer.from(bytes);
+      this.buf = bytes;
     } else {
       this.buf = Buffer.concat([this.buf.subarray(this.pos), bytes]);
     }
@@ -304,14 +346,16 @@ export class RequestParser {
    * rather than guess, since peers disagreeing on line ends is how smuggling starts).
    */
   private findLineEnd(maxLineBytes: number): number {
-    const buf = this.buf;
-    const cr = buf.indexOf(CR, this.pos);
-    const lf = buf.indexOf(LF, this.pos);
-    if (lf !== -1 && (cr === -1 || lf < cr)) return -2;
-    if (cr === -1) return buf.length - this.pos > maxLineBytes ? -3 : -1;
-    if (cr + 1 >= buf.length) return cr - this.pos > maxLineBytes ? -3 : -1;
-    if (buf[cr + 1] !== LF) return -2;
-    return cr;
+    const buf = this.buf, end = buf.length;
+    let i = this.pos;
+    while (i < end) {
+      const c = buf[i];
+      if (c === CR) break;
+      if (c === LF) return -2;
+      i++;
+    }
+    if (i >= end - 1) return i - this.pos > maxLineBytes ? -3 : -1;
+    return buf[i + 1] === LF ? i : -2;
   }
 
   private readHead(): ParseEvent {
@@ -345,18 +389,17 @@ export class RequestParser {
   /** request-line = method SP request-target SP HTTP-version (RFC 9112 §3), nothing more. */
   private parseRequestLine(start: number, end: number): ParseEvent | null {
     const buf = this.buf;
-    const sp1 = buf.indexOf(SP, start);
-    if (sp1 === -1 || sp1 >= end) return this.fail(400, "BAD_REQUEST_LINE", "malformed request line");
-    const sp2 = buf.indexOf(SP, sp1 + 1);
-    if (sp2 === -1 || sp2 >= end) return this.fail(400, "BAD_REQUEST_LINE", "malformed request line");
-    if (!isTokenBytes(buf, start, sp1)) return this.fail(400, "BAD_METHOD", "method is not a token");
-    for (let i = sp1 + 1; i < sp2; i++) {
-      if (!IS_TARGET_CHAR[buf[i]]) return this.fail(400, "BAD_TARGET", "invalid byte in request target");
-    }
+    let sp1 = start;
+    while (sp1 < end && IS_TCHAR[buf[sp1]]) sp1++;
+    if (sp1 >= end || buf[sp1] !== SP) return this.fail(400, sp1 === start || sp1 >= end ? "BAD_REQUEST_LINE" : "BAD_METHOD", "malformed request line");
+    if (sp1 === start) return this.fail(400, "BAD_METHOD", "method is not a token");
+    let sp2 = sp1 + 1;
+    while (sp2 < end && IS_TARGET_CHAR[buf[sp2]]) sp2++;
+    if (sp2 >= end || buf[sp2] !== SP) return this.fail(400, "BAD_TARGET", "invalid byte in request target");
     if (sp2 === sp1 + 1) return this.fail(400, "BAD_TARGET", "empty request target");
     const version = this.parseVersion(sp2 + 1, end);
     if (typeof version !== "string") return version;
-    const method = latin1(buf, start, sp1);
+    const method = internMethod(buf, start, sp1);
     const target = latin1(buf, sp1 + 1, sp2);
     const form = splitTarget(method, target);
     if (form === null) return this.fail(400, "BAD_TARGET", "request target not allowed for this method");
@@ -388,17 +431,20 @@ export class RequestParser {
     if (++this.fieldCount > this.limits.maxHeaderFields) {
       return this.fail(431, "TOO_MANY_FIELDS", "too many header fields");
     }
-    const colon = buf.indexOf(COLON, start);
-    if (colon === -1 || colon >= end) return this.fail(400, "BAD_FIELD", "header field without a colon");
-    // RFC 9112 §5.1: no whitespace between name and colon; the name is a token.
-    if (!isTokenBytes(buf, start, colon)) return this.fail(400, "BAD_FIELD_NAME", "header name is not a token");
+    // RFC 9112 §5.1: the name is a token, then the colon, with no whitespace between.
+    let colon = start;
+    while (colon < end && IS_TCHAR[buf[colon]]) colon++;
+    if (colon >= end || buf[colon] !== COLON) {
+      return colon < end ? this.fail(400, "BAD_FIELD_NAME", "header name is not a token") : this.fail(400, "BAD_FIELD", "header field without a colon");
+    }
+    if (colon === start) return this.fail(400, "BAD_FIELD_NAME", "header name is not a token");
     let a = colon + 1, b = end;
     while (a < b && isOws(buf[a])) a++;
     while (b > a && isOws(buf[b - 1])) b--;
     for (let i = a; i < b; i++) {
       if (!IS_FIELD_CHAR[buf[i]]) return this.fail(400, "BAD_FIELD_VALUE", "invalid byte in header value");
     }
-    into.push([lowerName(latin1(buf, start, colon)), latin1(buf, a, b)]);
+    into.push([internFieldName(buf, start, colon), latin1(buf, a, b)]);
     return null;
   }
 
@@ -793,40 +839,17 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
 }
 
 /**
- * Run a TypeScript app for one exchange, PEP 3333 style: call it, then pull its body
- * chunk by chunk, pausing while the client socket is backed up, and call close() once
- * whatever happens.
+ * One run of a TypeScript app for one exchange, PEP 3333 style: call it, then pull its
+ * body chunk by chunk, pausing while the client socket is backed up, and call close()
+ * once whatever happens. A class rather than closures: this runs once per request.
  */
-function runTypeScriptApp(app: WsgiApp, ex: Exchange, body: Uint8Array, server: Server): void {
-  const environ: Environ = ex.environ;
-  environ["wsgi.version"] = [1, 0];
-  environ["wsgi.input"] = new BytesInput(body);
-  environ["wsgi.errors"] = server.errorStream;
-  environ["wsgi.multithread"] = false;
-  environ["wsgi.multiprocess"] = false;
-  environ["wsgi.run_once"] = false;
-  // The body is whole before the app runs, so reading to EOF is always safe.
-  environ["wsgi.input_terminated"] = true;
-
-  let result: AppBody | null = null;
-  let isClosed = false;
-  const closeResult = () => {
-    if (isClosed) return;
-    isClosed = true;
-    try {
-      result?.close?.();
-    } catch (err) {
-      server.log.error(`close() of the app's body raised: ${describeError(err)}`);
-    }
-  };
-  const fail = (err: unknown) => {
-    closeResult();
-    ex.failApp(err);
-  };
-  ex.onAbort = closeResult;
-
-  const write: WriteFn = (chunk) => ex.writeBody(chunk);
-  const startResponse: StartResponse = (status, headers, excInfo) => {
+class TypeScriptAppRun {
+  private result: AppBody | null = null;
+  private isClosed = false;
+  private iterator: Iterator<Chunk> | null = null;
+  readonly write: WriteFn = (chunk) => this.ex.writeBody(chunk);
+  readonly startResponse: StartResponse = (status, headers, excInfo) => {
+    const ex = this.ex;
     if (excInfo !== undefined && excInfo !== null) {
       // PEP 3333: with exc_info after the headers went out, re-raise.
       if (ex.isHeadCommitted) throw excInfo;
@@ -834,34 +857,50 @@ function runTypeScriptApp(app: WsgiApp, ex: Exchange, body: Uint8Array, server: 
       throw new Error("start_response called a second time without exc_info (PEP 3333)");
     }
     ex.setResponse(status, headers);
-    return write;
+    return this.write;
   };
 
-  const consume = (value: unknown) => {
-    result = value as AppBody;
-    if (Array.isArray(result)) return writeArrayBody(result);
-    if (result !== null && typeof result === "object" || typeof result === "function") {
-      if (typeof (result as any)[Symbol.iterator] === "function" && typeof result !== "string") {
-        return pumpSyncIterator((result as Iterable<Chunk>)[Symbol.iterator]());
+  constructor(private readonly ex: Exchange, private readonly server: Server) {}
+
+  run(app: WsgiApp, body: Uint8Array): void {
+    const environ = this.ex.environ;
+    environ["wsgi.version"] = [1, 0];
+    environ["wsgi.input"] = new BytesInput(body);
+    environ["wsgi.errors"] = this.server.errorStream;
+    environ["wsgi.multithread"] = false;
+    environ["wsgi.multiprocess"] = false;
+    environ["wsgi.run_once"] = false;
+    // The body is whole before the app runs, so reading to EOF is always safe.
+    environ["wsgi.input_terminated"] = true;
+    this.ex.onAbort = () => this.closeResult();
+    try {
+      const value = app(environ, this.startResponse);
+      if (isThenable(value)) value.then((v) => this.consume(v), (err) => this.fail(err));
+      else this.consume(value);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private consume(value: unknown): void {
+    const result = (this.result = value as AppBody);
+    if (Array.isArray(result)) return this.writeArrayBody(result);
+    if (result !== null && typeof result === "object") {
+      if (typeof (result as any)[Symbol.iterator] === "function") {
+        this.iterator = (result as Iterable<Chunk>)[Symbol.iterator]();
+        return this.pumpSyncIterator();
       }
       if (typeof (result as any)[Symbol.asyncIterator] === "function") {
-        return pumpAsyncIterator((result as AsyncIterable<Chunk>)[Symbol.asyncIterator]());
+        void this.pumpAsyncIterator((result as AsyncIterable<Chunk>)[Symbol.asyncIterator]());
+        return;
       }
     }
-    fail(new TypeError("the app must return an iterable of Uint8Array or string chunks (PEP 3333)"));
-  };
+    this.fail(new TypeError("the app must return an iterable of Uint8Array or string chunks (PEP 3333)"));
+  }
 
-  const finish = () => {
-    if (ex.isDone) return closeResult();
-    try {
-      ex.endResponse();
-    } finally {
-      closeResult();
-    }
-  };
-
-  // The whole body is known: give it a Content-Length (as gunicorn does for one-item lists).
-  const writeArrayBody = (chunks: Chunk[]) => {
+  /** The whole body is known: give it a Content-Length (as gunicorn does for one-item lists). */
+  private writeArrayBody(chunks: Chunk[]): void {
+    const ex = this.ex;
     try {
       if (!ex.isHeadCommitted) {
         let total = ex.bytesWritten;
@@ -869,52 +908,67 @@ function runTypeScriptApp(app: WsgiApp, ex: Exchange, body: Uint8Array, server: 
         ex.knownLength = total;
       }
       for (const c of chunks) ex.writeBody(c);
-      finish();
+      this.finish();
     } catch (err) {
-      fail(err);
+      this.fail(err);
+    }
+  }
+
+  private readonly pumpSyncIterator = (): void => {
+    const ex = this.ex, it = this.iterator!;
+    try {
+      for (;;) {
+        if (ex.isAborted) return this.closeResult();
+        const r = it.next();
+        if (r.done) return this.finish();
+        ex.writeBody(r.value);
+        if (ex.conn.isBackedUp) return ex.conn.whenDrained(this.pumpSyncIterator);
+      }
+    } catch (err) {
+      this.fail(err);
     }
   };
 
-  const pumpSyncIterator = (it: Iterator<Chunk>) => {
-    const step = () => {
-      try {
-        for (;;) {
-          if (ex.isAborted) return closeResult();
-          const r = it.next();
-          if (r.done) return finish();
-          ex.writeBody(r.value);
-          if (ex.conn.isBackedUp) return ex.conn.whenDrained(step);
-        }
-      } catch (err) {
-        fail(err);
-      }
-    };
-    step();
-  };
-
-  const pumpAsyncIterator = async (it: AsyncIterator<Chunk>) => {
+  private async pumpAsyncIterator(it: AsyncIterator<Chunk>): Promise<void> {
+    const ex = this.ex;
     try {
       for (;;) {
         if (ex.isAborted) {
           await it.return?.();
-          return closeResult();
+          return this.closeResult();
         }
         const r = await it.next();
-        if (r.done) return finish();
+        if (r.done) return this.finish();
         ex.writeBody(r.value);
         if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
       }
     } catch (err) {
-      fail(err);
+      this.fail(err);
     }
-  };
+  }
 
-  try {
-    const value = app(environ, startResponse);
-    if (isThenable(value)) value.then(consume, fail);
-    else consume(value);
-  } catch (err) {
-    fail(err);
+  private finish(): void {
+    if (this.ex.isDone) return this.closeResult();
+    try {
+      this.ex.endResponse();
+    } finally {
+      this.closeResult();
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.closeResult();
+    this.ex.failApp(err);
+  }
+
+  private closeResult(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    try {
+      this.result?.close?.();
+    } catch (err) {
+      this.server.log.error(`close() of the app's body raised: ${describeError(err)}`);
+    }
   }
 }
 
@@ -953,29 +1007,41 @@ interface CheckedResponse {
   isAscii: boolean;
 }
 
-function isFieldValue(s: string): boolean {
+const FIELD_INVALID = 0, FIELD_ASCII = 1, FIELD_LATIN1 = 2;
+/** Whether s may be sent as a field value or reason phrase, and whether it is pure ASCII. */
+function classifyFieldValue(s: string): number {
+  let kind = FIELD_ASCII;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c > 0xff || !IS_FIELD_CHAR[c]) return false;
+    if (c > 0xff || !IS_FIELD_CHAR[c]) return FIELD_INVALID;
+    if (c > 0x7f) kind = FIELD_LATIN1;
   }
-  return true;
+  return kind;
+}
+
+/** The decimal digit at s[i], or -1000 (so any sum with it is out of range). */
+function digitAt(s: string, i: number): number {
+  const d = s.charCodeAt(i) - 0x30;
+  return d >= 0 && d <= 9 ? d : -1000;
 }
 
 function checkResponse(status: unknown, headers: unknown): CheckedResponse {
   // PEP 3333: status is "NNN Reason-Phrase"; RFC 9112 §4: reason = *( HTAB / SP / VCHAR / obs-text ).
-  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || !isFieldValue(status)) {
+  const statusKind = typeof status === "string" ? classifyFieldValue(status) : FIELD_INVALID;
+  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || statusKind === FIELD_INVALID) {
     throw new TypeError(`invalid status line from app: ${JSON.stringify(status)}`);
   }
-  const code = parseDigits(status.slice(0, 3));
+  const code = digitAt(status, 0) * 100 + digitAt(status, 1) * 10 + digitAt(status, 2);
   if (code < 200 || code > 599) throw new TypeError(`invalid status code from app: ${JSON.stringify(status)}`);
   if (!Array.isArray(headers)) throw new TypeError("response headers must be a list of [name, value] pairs");
   let headerLines = "", contentLength = -1, hasDate = false, hasServer = false, wantsClose = false;
-  let isAscii = !/[^\x00-\x7f]/.test(status);
+  let isAscii = statusKind === FIELD_ASCII;
   for (const pair of headers) {
     if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError("each response header must be a [name, value] pair");
     const [name, value] = pair;
     if (typeof name !== "string" || !isToken(name)) throw new TypeError(`invalid response header name: ${JSON.stringify(name)}`);
-    if (typeof value !== "string" || !isFieldValue(value)) throw new TypeError(`invalid value for response header ${name}`);
+    const valueKind = typeof value === "string" ? classifyFieldValue(value) : FIELD_INVALID;
+    if (valueKind === FIELD_INVALID) throw new TypeError(`invalid value for response header ${name}`);
     const lower = lowerName(name);
     if (HOP_BY_HOP.has(lower)) {
       if (lower === "connection" && splitList(value.toLowerCase()).includes("close")) wantsClose = true;
@@ -989,7 +1055,7 @@ function checkResponse(status: unknown, headers: unknown): CheckedResponse {
       if (code === 204) continue; // RFC 9110 §8.6: never on a 204
     } else if (lower === "date") hasDate = true;
     else if (lower === "server") hasServer = true;
-    if (isAscii && /[^\x00-\x7f]/.test(value)) isAscii = false;
+    if (valueKind === FIELD_LATIN1) isAscii = false;
     headerLines += name + ": " + value + "\r\n";
   }
   return { status: code, statusLine: status, headerLines, contentLength, hasDate, hasServer, wantsClose, isAscii };
@@ -1157,6 +1223,22 @@ function requestLine(head: RequestHead): string {
 }
 
 // ==== 11. Write and backpressure ====
+
+const UTF8 = new TextEncoder();
+
+/** Chunks → one string when all are strings, else one buffer (strings written as UTF-8). */
+function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
+  let isAllStrings = true;
+  for (const c of chunks) if (typeof c !== "string") { isAllStrings = false; break; }
+  if (isAllStrings) return chunks.join("");
+  const out = new Uint8Array(byteLength);
+  let off = 0;
+  for (const c of chunks) {
+    if (typeof c === "string") off += UTF8.encodeInto(c, out.subarray(off)).written;
+    else { out.set(c, off); off += c.length; }
+  }
+  return off === byteLength ? out : out.subarray(0, off);
+}
 // socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
 // what it did not take waits in `pending` and goes out on `drain`. While anything is
 // pending the app is not asked for more, so a slow reader never makes us hold more than
@@ -1201,6 +1283,10 @@ export class Conn {
     return this.pending !== null;
   }
 
+  get hasNoBodyLeft(): boolean {
+    return this.isBodyDone && this.bodyLeftover === null;
+  }
+
   whenDrained(cb: () => void): void {
     if (this.pending === null) cb();
     else this.drainWaiters.push(cb);
@@ -1228,8 +1314,7 @@ export class Conn {
     const byteLength = this.outboxBytes;
     let data: Chunk;
     if (outbox.length === 1) data = outbox[0];
-    else if (outbox.every((c) => typeof c === "string")) data = outbox.join("");
-    else data = Buffer.concat(outbox.map((c) => (typeof c === "string" ? Buffer.from(c) : c)));
+    else data = joinChunks(outbox, byteLength);
     this.outbox = [];
     this.outboxBytes = 0;
     if (this.exchange !== null) this.exchangeBytesFlushed = true;
@@ -1271,9 +1356,9 @@ export class Conn {
 
   // ==== 12. Keep-alive, close, timeouts ====
 
-  onData(bytes: Uint8Array): void {
+  onData(bytes: Buffer): void {
     if (this.isEnding || this.isClosed) return; // after a rejection nothing more is read (RFC 9112 §9.6)
-    this.parser.feed(bytes);
+    this.parser.feedOwned(bytes);
     if (this.isParked) return;
     if (this.bodyWaiter !== null) {
       this.setDeadline("body", this.server.config.headerTimeoutS);
@@ -2599,6 +2684,7 @@ class TypeScriptStage implements AppStage {
 
   handle(ex: Exchange): void {
     const conn = ex.conn;
+    if (conn.hasNoBodyLeft) return new TypeScriptAppRun(ex, this.server()).run(this.app, EMPTY_BODY);
     const chunks: Uint8Array[] = [];
     const readMore = (): void => {
       for (;;) {
@@ -2611,7 +2697,7 @@ class TypeScriptStage implements AppStage {
         chunks.push(data);
       }
       const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
-      runTypeScriptApp(this.app, ex, body, this.server());
+      new TypeScriptAppRun(ex, this.server()).run(this.app, body);
     };
     readMore();
   }
