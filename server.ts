@@ -1153,7 +1153,8 @@ export class Exchange {
     }
     this.bytesWritten += length;
     if (this.isChunked) {
-      this.conn.enqueue(length.toString(16) + "\r\n", 0);
+      const sizeLine = length.toString(16) + "\r\n";
+      this.conn.enqueue(sizeLine, sizeLine.length);
       this.conn.enqueue(chunk, length);
       this.conn.enqueue("\r\n", 2);
     } else {
@@ -1200,10 +1201,10 @@ export class Exchange {
     const body = detail === "" ? `${reason}\n` : `${reason}\n\n${detail}\n`;
     const bytes = Buffer.from(body);
     this.bytesWritten = bytes.length;
-    this.conn.enqueue(
+    this.conn.enqueueAscii(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\n` +
         extraHeaders.map(([n, v]) => `${n}: ${v}\r\n`).join("") +
-        `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n`, 0);
+        `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n`);
     if (this.head.method !== "HEAD") this.conn.enqueue(bytes, bytes.length);
     this.conn.finishExchange(this);
   }
@@ -1292,6 +1293,12 @@ export class Conn {
     else this.drainWaiters.push(cb);
   }
 
+  /** Text we made ourselves (status lines, framing): ASCII, so its length is its byte length. */
+  enqueueAscii(text: string): void {
+    this.enqueue(text, text.length);
+  }
+
+  /** Queue bytes for the socket; `byteLength` must be exact (strings go out as UTF-8). */
   enqueue(data: Chunk, byteLength: number): void {
     this.outbox.push(data);
     this.outboxBytes += byteLength;
@@ -1332,6 +1339,12 @@ export class Conn {
       const bytes = typeof data === "string" ? Buffer.from(data) : data;
       this.pending = bytes.subarray(written);
     }
+  }
+
+  /** A 1xx response: after whatever of the previous response is still unsent, never inside it. */
+  private sendInterim(text: string): void {
+    if (this.pending !== null) this.pending = Buffer.concat([this.pending, Buffer.from(text)]);
+    else this.writeNow(text, text.length);
   }
 
   onDrain(): void {
@@ -1389,7 +1402,7 @@ export class Conn {
     this.isPumping = true;
     try {
       while (this.exchange === null && !this.isEnding && !this.isClosed) {
-        if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.close();
+        if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.closeWhenWritten();
         const event = this.parser.next();
         if (event.kind === "head") {
           this.startExchange(event.head);
@@ -1399,7 +1412,7 @@ export class Conn {
           if (this.parser.isInHead) {
             if (this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
           } else if (this.hasPeerEnded) {
-            return this.close();
+            return this.closeAfterFlush(); // every request it sent is answered
           }
           return;
         }
@@ -1446,7 +1459,7 @@ export class Conn {
     if (this.isBodyDone) return null;
     if (ex.head.expectContinue && !this.hasSentContinue && !ex.isHeadCommitted) {
       this.hasSentContinue = true;
-      this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
+      this.sendInterim("HTTP/1.1 100 Continue\r\n\r\n");
     }
     const event = this.parser.next();
     switch (event.kind) {
@@ -1491,7 +1504,7 @@ export class Conn {
     this.server.inFlight--;
     if (!this.isBodyDone && !this.skipUnreadBody()) this.shouldCloseAfterResponse = true;
     this.flush();
-    if (this.shouldCloseAfterResponse || this.hasPeerEnded) return this.closeAfterFlush();
+    if (this.shouldCloseAfterResponse) return this.closeAfterFlush();
     this.setDeadline("idle", this.server.config.keepAliveS);
     if (!this.isPumping && !this.isParked) this.pumpRequests();
   }
@@ -1519,7 +1532,7 @@ export class Conn {
   private reject(status: number, message: string): void {
     this.server.log.debug(`rejected request from ${this.info.remoteAddr}: ${status} ${message}`);
     this.discardOutbox();
-    this.enqueue(serializeRejection(status, message), 0);
+    this.enqueueAscii(serializeRejection(status, message));
     this.flush();
     this.closeAfterFlush();
   }
@@ -1537,6 +1550,10 @@ export class Conn {
 
   onDeadline(): void {
     const kind = this.deadlineKind;
+    if (kind === "idle" && this.pending !== null) {
+      // The client is still reading the last response: it is not idle.
+      return this.setDeadline("idle", this.server.config.keepAliveS);
+    }
     this.setDeadline("none", 0);
     if (kind === "header" && this.parser.bufferedBytes > 0) return this.reject(408, "request head not received in time");
     if (kind === "body" && this.exchange !== null) {
@@ -1558,6 +1575,12 @@ export class Conn {
     } else if (this.exchange === null && !this.isEnding) {
       this.pumpRequests();
     }
+  }
+
+  /** Close once the bytes already written are delivered (a finished response is never cut). */
+  closeWhenWritten(): void {
+    if (this.pending !== null) this.closeAfterFlush();
+    else this.close();
   }
 
   close(): void {
@@ -2665,7 +2688,7 @@ export class Server {
     for (const l of this.listeners) l.stop(false);
     for (const conn of [...this.parked]) conn.close();
     for (const conn of [...this.conns]) {
-      if (conn.exchange === null) conn.close();
+      if (conn.exchange === null) conn.closeWhenWritten();
       else conn.shouldCloseAfterResponse = true;
     }
     const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);

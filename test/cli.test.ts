@@ -1,0 +1,101 @@
+// The command line, as a subprocess: usage errors exit 2 with a message on
+// stderr, the access log line, and graceful shutdown on SIGTERM and SIGINT.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { VERSION } from "../server.ts";
+import { RawClient, cleanUp, exchange, header, runCli, spawnServer } from "./helpers.ts";
+
+afterEach(cleanUp);
+
+let dir = "";
+let slowApp = "";
+let throwingApp = "";
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "bunicorn-cli-"));
+  throwingApp = join(dir, "throwing.ts");
+  writeFileSync(throwingApp, `throw new Error("load-time failure");\nexport default () => [];\n`);
+  slowApp = join(dir, "slow.ts");
+  // Says on the error log when it starts, then takes 800 ms to answer.
+  writeFileSync(slowApp, `export default async function app(environ: any, start: any) {
+  environ["wsgi.errors"].write("slow request started\\n");
+  await Bun.sleep(800);
+  start("200 OK", [["Content-Type", "text/plain"]]);
+  return ["slow done"];
+}
+`);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("informational flags", () => {
+  test("--version prints the version and exits 0", async () => {
+    const r = await runCli(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toStartWith(`bunicorn ${VERSION}`);
+  });
+
+  test("--help prints usage and exits 0", async () => {
+    for (const flag of ["--help", "-h"]) {
+      const r = await runCli([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("usage: bunicorn");
+      expect(r.stdout).toContain("--bind");
+    }
+  });
+});
+
+describe("bad input → a message on stderr and exit code 2", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["an unknown flag", ["--no-such-flag", "apps/hello.ts"], /no-such-flag/],
+    ["--workers x", ["--workers", "x", "apps/hello.ts"], /--workers/],
+    ["--limit-request-line -1", ["--limit-request-line", "-1", "apps/hello.ts"], /--limit-request-line/],
+    ["--keep-alive abc", ["--keep-alive", "abc", "apps/hello.ts"], /--keep-alive/],
+    ["--bind nonsense:port", ["--bind", "nonsense:port", "apps/hello.ts"], /nonsense:port/],
+    ["a flag without its value", ["apps/hello.ts", "--bind"], /--bind/],
+    ["a missing APP", ["-b", "127.0.0.1:0"], /APP/],
+    ["an unloadable TS app", ["-b", "127.0.0.1:0", "apps/nope.ts"], /nope\.ts/],
+    ["a TS app without the named export", ["-b", "127.0.0.1:0", "apps/hello.ts:nope"], /nope/],
+    ["a TS app that throws while loading", ["-b", "127.0.0.1:0", "THROWING_APP"], /load-time failure/],
+  ];
+  for (const [name, args, message] of cases) {
+    test(name, async () => {
+      const r = await runCli(args.map((a) => (a === "THROWING_APP" ? throwingApp : a)));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toContain("Listening at");
+      expect(r.stdout).toBe("");
+    });
+  }
+});
+
+test("--access-logfile - prints a gunicorn-style combined log line on stdout", async () => {
+  const server = await spawnServer(["-b", "127.0.0.1:0", "--access-logfile", "-", "apps/hello.ts"]);
+  const r = await exchange(server.port, "GET /?name=Bun HTTP/1.1\r\nHost: t\r\nUser-Agent: test-agent/1.0\r\nReferer: http://ref.example/\r\n\r\n");
+  expect(r.responses[0].body.toString()).toBe("Hello, Bun!");
+  expect(await server.waitForOutput(/\n/, "stdout", 3000)).toBe(true);
+  const line = server.stdout().split("\n")[0];
+  expect(line).toMatch(
+    /^127\.0\.0\.1 - - \[\d{2}\/(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET \/\?name=Bun HTTP\/1\.1" 200 11 "http:\/\/ref\.example\/" "test-agent\/1\.0"$/,
+  );
+});
+
+describe("graceful shutdown", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    test(`${signal} during a slow request: the request completes, then the process exits 0`, async () => {
+      const server = await spawnServer(["-b", "127.0.0.1:0", slowApp]);
+      const client = await RawClient.connect(server.port);
+      client.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+      expect(await server.waitForOutput(/slow request started/)).toBe(true);
+      server.proc.kill(signal);
+      expect(await client.waitForClose(5000)).toBe(true);
+      const responses = client.responses();
+      expect(responses.length).toBe(1);
+      expect(responses[0].statusLine).toBe("HTTP/1.1 200 OK");
+      expect(responses[0].isComplete).toBe(true);
+      expect(responses[0].body.toString()).toBe("slow done");
+      expect(header(responses[0], "Connection")).toBe("close");
+      expect(await server.exited).toBe(0);
+    }, 10_000);
+  }
+});
