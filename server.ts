@@ -846,7 +846,9 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
 class TypeScriptAppRun {
   private result: AppBody | null = null;
   private isClosed = false;
+  private isIterationDone = false;
   private iterator: Iterator<Chunk> | null = null;
+  private asyncIterator: AsyncIterator<Chunk> | null = null;
   readonly write: WriteFn = (chunk) => this.ex.writeBody(chunk);
   readonly startResponse: StartResponse = (status, headers, excInfo) => {
     const ex = this.ex;
@@ -891,7 +893,8 @@ class TypeScriptAppRun {
         return this.pumpSyncIterator();
       }
       if (typeof (result as any)[Symbol.asyncIterator] === "function") {
-        void this.pumpAsyncIterator((result as AsyncIterable<Chunk>)[Symbol.asyncIterator]());
+        this.asyncIterator = (result as AsyncIterable<Chunk>)[Symbol.asyncIterator]();
+        void this.pumpAsyncIterator(this.asyncIterator);
         return;
       }
     }
@@ -920,7 +923,10 @@ class TypeScriptAppRun {
       for (;;) {
         if (ex.isAborted) return this.closeResult();
         const r = it.next();
-        if (r.done) return this.finish();
+        if (r.done) {
+          this.isIterationDone = true;
+          return this.finish();
+        }
         ex.writeBody(r.value);
         if (ex.conn.isBackedUp) return ex.conn.whenDrained(this.pumpSyncIterator);
       }
@@ -933,12 +939,12 @@ class TypeScriptAppRun {
     const ex = this.ex;
     try {
       for (;;) {
-        if (ex.isAborted) {
-          await it.return?.();
-          return this.closeResult();
-        }
+        if (ex.isAborted) return this.closeResult();
         const r = await it.next();
-        if (r.done) return this.finish();
+        if (r.done) {
+          this.isIterationDone = true;
+          return this.finish();
+        }
         ex.writeBody(r.value);
         if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
       }
@@ -964,6 +970,16 @@ class TypeScriptAppRun {
   private closeResult(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    if (!this.isIterationDone) {
+      // An iterator stopped early runs its finally blocks only through return(): the
+      // TypeScript twin of Python's generator.close(), which PEP 3333's close() relies on.
+      try {
+        this.iterator?.return?.();
+        this.asyncIterator?.return?.()?.catch?.(() => {});
+      } catch (err) {
+        this.server.log.error(`return() of the app's body raised: ${describeError(err)}`);
+      }
+    }
     try {
       this.result?.close?.();
     } catch (err) {
@@ -1265,6 +1281,7 @@ export class Conn {
   private outbox: Chunk[] = [];
   private outboxBytes = 0;
   private pending: Uint8Array | null = null;
+  private lastDrainAt = 0;
   private drainWaiters: (() => void)[] = [];
   private isPumping = false;
   private isPaused = false;
@@ -1338,6 +1355,7 @@ export class Conn {
     if (written < byteLength) {
       const bytes = typeof data === "string" ? Buffer.from(data) : data;
       this.pending = bytes.subarray(written);
+      this.lastDrainAt = this.server.now;
     }
   }
 
@@ -1352,6 +1370,7 @@ export class Conn {
     if (pending !== null) {
       const written = this.socket.write(pending);
       if (written < 0) return;
+      if (written > 0) this.lastDrainAt = this.server.now;
       if (written < pending.length) {
         this.pending = pending.subarray(written);
         return;
@@ -1551,8 +1570,11 @@ export class Conn {
   onDeadline(): void {
     const kind = this.deadlineKind;
     if (kind === "idle" && this.pending !== null) {
-      // The client is still reading the last response: it is not idle.
-      return this.setDeadline("idle", this.server.config.keepAliveS);
+      // The client is still reading the last response: it is not idle, unless it stopped
+      // taking bytes for --timeout seconds (then it would hold the unsent body forever).
+      if (this.server.now - this.lastDrainAt < this.server.config.timeoutS * 1000) {
+        return this.setDeadline("idle", this.server.config.keepAliveS);
+      }
     }
     this.setDeadline("none", 0);
     if (kind === "header" && this.parser.bufferedBytes > 0) return this.reject(408, "request head not received in time");
