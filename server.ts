@@ -1280,6 +1280,7 @@ export class Conn {
   deadlineKind: Deadline = "none";
   private outbox: Chunk[] = [];
   private outboxBytes = 0;
+  private isFlushQueued = false;
   private pending: Uint8Array | null = null;
   private lastDrainAt = 0;
   private drainWaiters: (() => void)[] = [];
@@ -1320,7 +1321,18 @@ export class Conn {
     this.outbox.push(data);
     this.outboxBytes += byteLength;
     if (this.outboxBytes >= OUTBOX_FLUSH_BYTES) this.flush();
+    else if (!this.isFlushQueued) {
+      // What one turn of the event loop gathered goes out at its end: a streamed chunk
+      // is never held back waiting for the next (PEP 3333: no delaying a yielded block).
+      this.isFlushQueued = true;
+      queueMicrotask(this.flushQueued);
+    }
   }
+
+  private readonly flushQueued = (): void => {
+    this.isFlushQueued = false;
+    this.flush();
+  };
 
   discardOutbox(): void {
     this.outbox = [];
@@ -1929,6 +1941,7 @@ class PythonWorkerPool implements PythonStage {
     let best: PyWorker | null = null;
     for (const w of this.workers) {
       if (w.state !== "ready" || w.busy >= threads + PIPELINE_DEPTH) continue;
+      if (w.maxRequests > 0 && w.served + w.busy >= w.maxRequests) continue; // --max-requests: never hand it more
       if (w.busy >= threads && !this.isYoung(w)) continue;
       if (best === null || w.busy < best.busy) best = w;
     }
@@ -2036,6 +2049,7 @@ class PythonWorkerPool implements PythonStage {
       }
       case Frame.DATA:
         this.respond(request, () => ex.writeBody(payload));
+        ex.conn.flush(); // now, so that the ACK below waits for the socket to take these bytes
         // Credit goes back once the client socket has taken the bytes: that is the backpressure.
         return ex.conn.whenDrained(() => worker.send(Frame.ACK, id, u32(payload.length)));
       case Frame.END:
