@@ -45,18 +45,20 @@ test("a client that stops reading is closed after --timeout without progress, no
     start("200 OK", [["Content-Length", String(64 * chunk.length)]]);
     return Array.from({ length: 64 }, () => chunk); // one array: all of it is written at once
   };
-  const server = serve(app, { keepAliveS: 0.3, timeoutS: 2 });
-  let isClosed = false;
+  const server = serve(app, { keepAliveS: 0.3, timeoutS: 1 });
+  let received = 0;
   const socket = await Bun.connect({
     hostname: "127.0.0.1",
     port: server.port,
-    socket: { data: () => {}, close: () => { isClosed = true; }, open: (s) => { s.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"); } },
+    socket: {
+      data: (_s, b) => { received += b.length; },
+      // Paused before the request goes out: we read nothing, so most of the 64 MB stay unsent.
+      open: (s) => { s.pause(); s.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"); },
+    },
   });
-  socket.pause(); // read nothing: the server's 64 MB stay unsent
-  await sleep(500);
-  expect(server.server.conns.size).toBe(1); // the keep-alive timer alone does not cut it
-  for (let i = 0; i < 120 && server.server.conns.size > 0; i++) await sleep(50);
+  // (That the keep-alive timer alone does not cut a response being read is a limits test.)
+  for (let i = 0; i < 200 && server.server.conns.size > 0; i++) await sleep(50);
+  expect(received).toBeLessThan(64 * chunk.length);
   expect(server.server.conns.size).toBe(0);
   socket.terminate();
-  void isClosed;
 }, 15_000);
