@@ -1321,7 +1321,8 @@ export class Conn {
     this.outbox.push(data);
     this.outboxBytes += byteLength;
     if (this.outboxBytes >= OUTBOX_FLUSH_BYTES) this.flush();
-    else if (!this.isFlushQueued) {
+    else if (!this.isFlushQueued && !this.isPumping) {
+      // (Inside pumpRequests the flush comes when the loop ends: one write for all it answered.)
       // What one turn of the event loop gathered goes out at its end: a streamed chunk
       // is never held back waiting for the next (PEP 3333: no delaying a yielded block).
       this.isFlushQueued = true;
@@ -1452,6 +1453,7 @@ export class Conn {
       }
     } finally {
       this.isPumping = false;
+      this.flush();
       this.applyReadBackpressure();
     }
   }

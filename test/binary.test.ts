@@ -1,7 +1,8 @@
 // The single-file executable: `bun build.ts` makes dist/bunicorn, which must
 // serve a TypeScript app from disk just as `bun server.ts` does.
 import { afterAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, cleanUp, exchange, spawnServer } from "./helpers.ts";
 
@@ -23,3 +24,13 @@ test("bun build.ts produces dist/bunicorn, which serves apps/hello.ts", async ()
   const named = await exchange(server.port, "GET /?name=Bun HTTP/1.1\r\nHost: t\r\n\r\n");
   expect(named.responses[0].body.toString()).toBe("Hello, Bun!");
 }, 90_000);
+
+test("dist/bunicorn alone (its embedded worker.py) serves apps/hello.py from another directory", async () => {
+  expect(existsSync(BINARY)).toBe(true); // built by the test above
+  const cwd = mkdtempSync(join(tmpdir(), "bunicorn-bin-"));
+  copyFileSync(join(ROOT, "apps", "hello.py"), join(cwd, "hello.py"));
+  const server = await spawnServer(["hello:application", "-w", "1", "-b", "127.0.0.1:0"], { cmd: [BINARY], cwd, readyTimeoutMs: 15_000 });
+  const named = await exchange(server.port, "GET /?name=Python HTTP/1.1\r\nHost: t\r\n\r\n");
+  expect(named.responses[0].statusLine).toBe("HTTP/1.1 200 OK");
+  expect(named.responses[0].body.toString()).toBe("Hello, Python!");
+}, 30_000);

@@ -200,12 +200,12 @@ test("SIGTTIN adds a worker process, SIGTTOU removes one", async () => {
   const server = await startPy(PROBE, ["-w", "1"]);
   expect(server.workers().length).toBe(1);
   server.proc.kill("SIGTTIN");
-  expect(await waitFor(() => server.workers().length === 2, 5000)).toBe(true);
+  expect(await waitFor(() => server.workers().length === 2, 10_000)).toBe(true);
   server.proc.kill("SIGTTIN");
-  expect(await waitFor(() => server.workers().length === 3, 5000)).toBe(true);
+  expect(await waitFor(() => server.workers().length === 3, 10_000)).toBe(true);
   const three = server.workers();
   server.proc.kill("SIGTTOU");
-  expect(await waitFor(() => server.workers().length === 2, 5000)).toBe(true);
+  expect(await waitFor(() => server.workers().length === 2, 10_000)).toBe(true);
   expect(three.filter(isAlive).length).toBe(2);
   // Both remaining workers serve: two concurrent requests land on two pids (once the newest
   // worker has booted; until then the pool may queue both on one, so try a few times).
