@@ -270,6 +270,10 @@ export class RequestParser {
   private readonly limits: ParserLimits;
   private buf: Buffer = Buffer.alloc(0);
   private pos = 0;
+  // Buffers fed while `buf` still had bytes: joined to it only when a step needs more
+  // than `buf` holds, so a body arriving in many reads is handed out without recopying.
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
   private state: ParserState = "REQUEST_LINE";
   private error: ParseEvent | null = null;
   // The head being read.
@@ -289,7 +293,7 @@ export class RequestParser {
   }
 
   get bufferedBytes(): number {
-    return this.buf.length - this.pos;
+    return this.buf.length - this.pos + this.queuedBytes;
   }
 
   /** True between a request's first byte and its blank line (the header timeout runs then). */
@@ -305,15 +309,32 @@ export class RequestParser {
   /** Append a buffer the caller gives up (the server's sockets hand over fresh ones): no copy. */
   feedOwned(bytes: Buffer): void {
     if (bytes.length === 0 || this.state === "ERROR") return;
-    if (this.pos >= this.buf.length) {
+    if (this.pos >= this.buf.length && this.queue.length === 0) {
       this.buf = bytes;
+      this.pos = 0;
     } else {
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), bytes]);
+      this.queue.push(bytes);
+      this.queuedBytes += bytes.length;
     }
-    this.pos = 0;
   }
 
   next(): ParseEvent {
+    for (;;) {
+      const event = this.step();
+      if (event !== NEED_MORE || this.queue.length === 0) return event;
+      this.takeQueued();
+    }
+  }
+
+  /** Moves the next queued buffer into `buf`, after what is left of it. */
+  private takeQueued(): void {
+    const bytes = this.queue.shift()!;
+    this.queuedBytes -= bytes.length;
+    this.buf = this.pos >= this.buf.length ? bytes : Buffer.concat([this.buf.subarray(this.pos), bytes]);
+    this.pos = 0;
+  }
+
+  private step(): ParseEvent {
     switch (this.state) {
       case "REQUEST_LINE":
       case "FIELDS":
@@ -337,6 +358,8 @@ export class RequestParser {
     this.error = { kind: "error", status, code, message };
     this.buf = Buffer.alloc(0);
     this.pos = 0;
+    this.queue = [];
+    this.queuedBytes = 0;
     return this.error;
   }
 
@@ -1668,6 +1691,12 @@ const enum Frame {
 }
 const REQ_BODY_INLINE = 1, REQ_BODY_STREAM = 2, REQ_CHUNKED = 4;
 const FRAME_HEADER_BYTES = 9;
+/**
+ * Payloads smaller than this are copied into their frame and small frames are joined into
+ * one write (one syscall per turn); larger ones are written from the bytes they are in, as
+ * copying into fresh memory costs more than the extra write (page faults on new buffers).
+ */
+const COPY_PAYLOAD_BELOW_BYTES = 64 * 1024;
 /** A body that is all here when the request is dispatched, and smaller than this, travels inside REQ. */
 const MAX_INLINE_BODY_BYTES = 256 * 1024;
 /** SENDFILE reads the file in pieces this big, pausing while the client is backed up. */
@@ -1695,12 +1724,23 @@ function latin1Bytes(s: string): Buffer {
 }
 
 function encodeFrame(type: Frame, id: number, payload: Uint8Array | null): Buffer {
-  const length = payload === null ? 0 : payload.length;
+  return payload === null ? encodeFrameOf(type, id, [], 0) : encodeFrameOf(type, id, [payload], payload.length);
+}
+
+/**
+ * A frame whose payload is the pieces, in order, copied in; or only its header, when the
+ * payload (`declaredLength` bytes) is to be written after it as it is.
+ */
+function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: number, declaredLength = length): Buffer {
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
-  frame.writeUInt32BE(length, 0);
+  frame.writeUInt32BE(declaredLength, 0);
   frame[4] = type;
   frame.writeUInt32BE(id, 5);
-  if (payload !== null) frame.set(payload, FRAME_HEADER_BYTES);
+  let off = FRAME_HEADER_BYTES;
+  for (const piece of pieces) {
+    frame.set(piece, off);
+    off += piece.length;
+  }
   return frame;
 }
 
@@ -1754,9 +1794,12 @@ class PyWorker {
   served = 0;
   pid = 0;
   private inbox: Buffer | null = null;
-  private outbox: Buffer[] = [];
-  private pending: Uint8Array | null = null;
+  // Frames not yet written, in order. Big payloads stay separate pieces (views into the
+  // client's bytes), so a body is never copied on its way to the worker.
+  private outbox: Uint8Array[] = [];
+  private outboxBytes = 0;
   private isFlushQueued = false;
+  private isWriteBlocked = false; // a write fell short: the rest goes on drain
   readonly booted: Promise<void>;
   resolveBoot!: () => void;
   rejectBoot!: (reason: string) => void;
@@ -1772,9 +1815,22 @@ class PyWorker {
 
   send(type: Frame, id: number, payload: Uint8Array | null = null): void {
     if (this.state === "dead") return;
-    this.outbox.push(encodeFrame(type, id, payload));
+    this.queue(encodeFrame(type, id, payload));
+  }
+
+  /** A frame whose payload is the pieces in order; large ones are queued as they are, not copied. */
+  sendPieces(type: Frame, id: number, pieces: Uint8Array[], length: number): void {
+    if (this.state === "dead") return;
+    if (length < COPY_PAYLOAD_BELOW_BYTES) return this.queue(encodeFrameOf(type, id, pieces, length));
+    this.queue(encodeFrameOf(type, id, [], 0, length));
+    for (const piece of pieces) this.queue(piece);
+  }
+
+  private queue(bytes: Uint8Array): void {
+    this.outbox.push(bytes);
+    this.outboxBytes += bytes.length;
     if (!this.isFlushQueued) {
-      // Frames made in one turn of the event loop go out in one write.
+      // Frames made in one turn of the event loop go out together.
       this.isFlushQueued = true;
       queueMicrotask(() => this.flush());
     }
@@ -1782,22 +1838,31 @@ class PyWorker {
 
   private flush(): void {
     this.isFlushQueued = false;
-    if (this.socket === null || this.outbox.length === 0) return;
-    const data = this.outbox.length === 1 ? this.outbox[0] : Buffer.concat(this.outbox);
-    this.outbox = [];
-    if (this.pending !== null) {
-      this.pending = Buffer.concat([this.pending, data]);
-      return;
-    }
-    const written = this.socket.write(data);
-    if (written >= 0 && written < data.length) this.pending = data.subarray(written);
+    if (!this.isWriteBlocked) this.writeOutbox();
   }
 
   onDrain(): void {
-    if (this.pending === null || this.socket === null) return;
-    const written = this.socket.write(this.pending);
-    if (written < 0) return;
-    this.pending = written < this.pending.length ? this.pending.subarray(written) : null;
+    this.isWriteBlocked = false;
+    this.writeOutbox();
+  }
+
+  /** Writes the outbox in order: small frames joined into one write, large pieces one write each. */
+  private writeOutbox(): void {
+    const socket = this.socket;
+    if (socket === null) return;
+    while (this.outbox.length > 0) {
+      const data = this.outboxBytes < COPY_PAYLOAD_BELOW_BYTES && this.outbox.length > 1 ? Buffer.concat(this.outbox) : this.outbox[0];
+      const taken = data === this.outbox[0] ? 1 : this.outbox.length;
+      const written = socket.write(data);
+      if (written < 0) return; // closed: onWorkerGone deals with its requests
+      this.outbox.splice(0, taken);
+      this.outboxBytes -= written;
+      if (written < data.length) {
+        this.outbox.unshift(data.subarray(written));
+        this.isWriteBlocked = true;
+        return;
+      }
+    }
   }
 
   /** Split the byte stream into frames. */
@@ -2124,13 +2189,24 @@ class PythonWorkerPool implements PythonStage {
   private answerPull(worker: PyWorker, request: PyRequest, max: number): void {
     const ex = request.ex;
     if (ex.isAborted || ex.isDone) return worker.send(Frame.BODY_EOF, request.id);
-    const data = ex.conn.readBody(Math.max(1, max));
-    if (data === undefined) {
-      if (!ex.isAborted && !ex.isDone) ex.conn.onBodyReadable(() => this.answerPull(worker, request, max));
-      return;
+    // Everything already received, up to max, goes in one BODY frame: the worker takes one
+    // BODY per PULL, and a round trip per socket read would cap uploads far below the wire.
+    const pieces: Uint8Array[] = [];
+    let size = 0;
+    let isEnd = false;
+    while (size < max) {
+      const data = ex.conn.readBody(Math.max(1, max - size));
+      if (data === undefined) break;
+      if (data === null) {
+        isEnd = true;
+        break;
+      }
+      pieces.push(data);
+      size += data.length;
     }
-    if (data === null) worker.send(Frame.BODY_EOF, request.id);
-    else worker.send(Frame.BODY, request.id, data);
+    if (size > 0) worker.sendPieces(Frame.BODY, request.id, pieces, size);
+    if (isEnd) worker.send(Frame.BODY_EOF, request.id);
+    else if (size === 0 && !ex.isAborted && !ex.isDone) ex.conn.onBodyReadable(() => this.answerPull(worker, request, max));
   }
 
   /** wsgi.file_wrapper: the front reads the file itself, in pieces, as the client takes them. */

@@ -63,7 +63,7 @@ SENDFILE_TO_END = 0xFFFFFFFFFFFFFFFF
 
 WINDOW_BYTES = 1 << 20                  # un-ACKed DATA bytes allowed per request
 MIN_SEND_BYTES = 64 * 1024              # wait for at least this much credit before sending a piece
-PULL_MIN_BYTES = 64 * 1024              # smallest body request sent to the front
+PULL_MIN_BYTES = 256 * 1024             # smallest body request sent to the front
 PULL_MAX_BYTES = 16 * 1024 * 1024       # largest body request (read(n) with a huge n)
 READ_ALL_PULL_BYTES = 1024 * 1024       # PULL size while read() drains the whole body
 RESPONSE_MAX_BODY_BYTES = WINDOW_BYTES  # bigger list bodies go out as DATA under flow control
@@ -172,16 +172,23 @@ def load_app(spec):
 class PulledInput:
     """wsgi.input for BODY_STREAM: bytes are PULLed from the front as the app reads.
 
-    At most what the app asked for plus one PULL answer is held in memory.
+    Each PULL asks for at least PULL_MIN_BYTES, so small reads are served from what is
+    held here and a round trip to the front carries a large piece. At most what the app
+    asked for plus one PULL answer is held in memory. The held bytes are one bytes object
+    and an offset, so a read copies only what it returns.
     """
 
-    __slots__ = ("_worker", "_req", "_buf", "_eof")
+    __slots__ = ("_worker", "_req", "_data", "_pos", "_eof")
 
     def __init__(self, worker, req):
         self._worker = worker
         self._req = req
-        self._buf = bytearray()
+        self._data = b""
+        self._pos = 0
         self._eof = False
+
+    def _held(self):
+        return len(self._data) - self._pos
 
     def _fill(self, want):
         """Ask the front for up to `want` more bytes; False once the body is complete."""
@@ -198,49 +205,54 @@ class PulledInput:
             raise ClientDisconnected("client disconnected while the request body was read")
         chunks = req.body_chunks
         if chunks:
-            for chunk in chunks:
-                self._buf += chunk
+            rest = self._data[self._pos:] if self._pos < len(self._data) else b""
+            self._data = rest + b"".join(chunks) if rest else b"".join(chunks)
+            self._pos = 0
             chunks.clear()
         if req.body_eof:
             self._eof = True
         return True
 
     def _take(self, n):
-        buf = self._buf
-        if n >= len(buf):
-            data = bytes(buf)
-            buf.clear()
+        pos = self._pos
+        n = min(n, len(self._data) - pos)
+        if pos == 0 and n == len(self._data):
+            data = self._data
         else:
-            data = bytes(buf[:n])
-            del buf[:n]
+            data = self._data[pos:pos + n]
+        self._pos = pos + n
+        if self._pos == len(self._data):
+            self._data = b""
+            self._pos = 0
         return data
 
     def read(self, size=-1):
         if size is None or size < 0:
             while self._fill(READ_ALL_PULL_BYTES):
                 pass
-            return self._take(len(self._buf))
-        while len(self._buf) < size and self._fill(size - len(self._buf)):
+            return self._take(self._held())
+        while self._held() < size and self._fill(size - self._held()):
             pass
         return self._take(size)
 
     def readline(self, size=-1):
         if size is None:
             size = -1
-        buf = self._buf
-        scan = 0
+        scan = self._pos
         while True:
-            i = buf.find(b"\n", scan)
+            data = self._data
+            i = data.find(b"\n", scan)
             if i >= 0:
-                n = i + 1
+                n = i + 1 - self._pos
                 break
-            if 0 <= size <= len(buf):
+            if 0 <= size <= self._held():
                 n = size
                 break
-            scan = len(buf)
-            if not self._fill(size - scan if size >= 0 else PULL_MIN_BYTES):
-                n = len(buf)
+            scan_from_end = len(data) - self._pos
+            if not self._fill(size - scan_from_end if size >= 0 else PULL_MIN_BYTES):
+                n = self._held()
                 break
+            scan = self._pos + scan_from_end  # _fill moved the held bytes to offset 0
         if 0 <= size < n:
             n = size
         return self._take(n)

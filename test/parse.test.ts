@@ -1,8 +1,8 @@
 // Parser cases as data (style guide (c)): each case is raw request bytes and
 // either the requests it must parse into or the status it must be rejected
 // with. One runner feeds every case whole, byte by byte, split in two at every
-// offset, and followed by a pipelined request, and expects the same result
-// every time.
+// offset, all bytes as separate buffers before the first read, and followed by
+// a pipelined request, and expects the same result every time.
 //
 // Where the RFCs leave a choice (MAY / SHOULD) the cases take the strict one;
 // the case name says so with "strict".
@@ -938,6 +938,15 @@ function runCase(c: Case): void {
     if (!isReject && mode === "whole" && rec.parser.bufferedBytes !== 0) rec.violations.push(`bufferedBytes ${rec.parser.bufferedBytes} after a complete parse`);
     expect(summarize(rec, mode, isReject)).toEqual(expectedSummary(c, rec, mode, []));
   }
+
+  // Every byte fed as its own buffer before the first next(): the parser holds them
+  // queued and must join them exactly as if they had come in one piece.
+  const queued = new Recorder(c.limits);
+  for (let i = 0; i < bytes.length; i++) queued.parser.feed(bytes.subarray(i, i + 1));
+  if (queued.parser.bufferedBytes !== bytes.length) queued.violations.push(`bufferedBytes ${queued.parser.bufferedBytes} of ${bytes.length} fed`);
+  queued.drain();
+  if (!isReject && queued.parser.bufferedBytes !== 0) queued.violations.push(`bufferedBytes ${queued.parser.bufferedBytes} after a complete parse`);
+  expect(summarize(queued, "fed byte by byte, read once", isReject)).toEqual(expectedSummary(c, queued, "fed byte by byte, read once", []));
 
   // (d) followed by a pipelined request: accepted cases parse it too, rejected ones stay rejected.
   const tailed = new Uint8Array([...bytes, ...toBytes(PIPELINED_TAIL)]);
