@@ -1043,19 +1043,15 @@ interface CheckedResponse {
   hasDate: boolean;
   hasServer: boolean;
   wantsClose: boolean;
-  isAscii: boolean;
 }
 
-const FIELD_INVALID = 0, FIELD_ASCII = 1, FIELD_LATIN1 = 2;
-/** Whether s may be sent as a field value or reason phrase, and whether it is pure ASCII. */
-function classifyFieldValue(s: string): number {
-  let kind = FIELD_ASCII;
+/** Whether s may be sent as a field value or reason phrase: latin-1 (one byte a char), no CTLs but HTAB. */
+function isFieldValue(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c > 0xff || !IS_FIELD_CHAR[c]) return FIELD_INVALID;
-    if (c > 0x7f) kind = FIELD_LATIN1;
+    if (c > 0xff || !IS_FIELD_CHAR[c]) return false;
   }
-  return kind;
+  return true;
 }
 
 /** The decimal digit at s[i], or -1000 (so any sum with it is out of range). */
@@ -1066,21 +1062,19 @@ function digitAt(s: string, i: number): number {
 
 function checkResponse(status: unknown, headers: unknown): CheckedResponse {
   // PEP 3333: status is "NNN Reason-Phrase"; RFC 9112 §4: reason = *( HTAB / SP / VCHAR / obs-text ).
-  const statusKind = typeof status === "string" ? classifyFieldValue(status) : FIELD_INVALID;
-  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || statusKind === FIELD_INVALID) {
+  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || !isFieldValue(status)) {
     throw new TypeError(`invalid status line from app: ${JSON.stringify(status)}`);
   }
   const code = digitAt(status, 0) * 100 + digitAt(status, 1) * 10 + digitAt(status, 2);
   if (code < 200 || code > 599) throw new TypeError(`invalid status code from app: ${JSON.stringify(status)}`);
   if (!Array.isArray(headers)) throw new TypeError("response headers must be a list of [name, value] pairs");
   let headerLines = "", contentLength = -1, hasDate = false, hasServer = false, wantsClose = false;
-  let isAscii = statusKind === FIELD_ASCII;
-  for (const pair of headers) {
+  for (let i = 0; i < headers.length; i++) {
+    const pair: unknown = headers[i];
     if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError("each response header must be a [name, value] pair");
-    const [name, value] = pair;
+    const name: unknown = pair[0], value: unknown = pair[1];
     if (typeof name !== "string" || !isToken(name)) throw new TypeError(`invalid response header name: ${JSON.stringify(name)}`);
-    const valueKind = typeof value === "string" ? classifyFieldValue(value) : FIELD_INVALID;
-    if (valueKind === FIELD_INVALID) throw new TypeError(`invalid value for response header ${name}`);
+    if (typeof value !== "string" || !isFieldValue(value)) throw new TypeError(`invalid value for response header ${name}`);
     const lower = lowerName(name);
     if (HOP_BY_HOP.has(lower)) {
       if (lower === "connection" && splitList(value.toLowerCase()).includes("close")) wantsClose = true;
@@ -1094,10 +1088,68 @@ function checkResponse(status: unknown, headers: unknown): CheckedResponse {
       if (code === 204) continue; // RFC 9110 §8.6: never on a 204
     } else if (lower === "date") hasDate = true;
     else if (lower === "server") hasServer = true;
-    if (valueKind === FIELD_LATIN1) isAscii = false;
     headerLines += name + ": " + value + "\r\n";
   }
-  return { status: code, statusLine: status, headerLines, contentLength, hasDate, hasServer, wantsClose, isAscii };
+  return { status: code, statusLine: status, headerLines, contentLength, hasDate, hasServer, wantsClose };
+}
+
+/**
+ * The last response head checked and encoded. An app answers most requests of a route with
+ * the same status and headers, so while they match the last ones (compared string by
+ * string, no rule skipped for a different value), the checked result and its bytes are reused.
+ */
+const lastHead = {
+  status: null as unknown,
+  names: [] as unknown[],
+  values: [] as unknown[],
+  checked: null as CheckedResponse | null,
+  framing: "",
+  date: "",
+  connection: -1,
+  bytes: new Uint8Array(0),
+};
+
+function checkResponseCached(status: unknown, headers: unknown): CheckedResponse {
+  if (lastHead.checked !== null && status === lastHead.status && isSameHeaders(headers)) return lastHead.checked;
+  const checked = checkResponse(status, headers);
+  const pairs = headers as [string, string][]; // checkResponse threw unless it is a list of string pairs
+  lastHead.status = status;
+  lastHead.names = pairs.map((pair) => pair[0]);
+  lastHead.values = pairs.map((pair) => pair[1]);
+  lastHead.checked = checked;
+  lastHead.connection = -1; // the bytes are for the previous checked result
+  return checked;
+}
+
+function isSameHeaders(headers: unknown): boolean {
+  if (!Array.isArray(headers) || headers.length !== lastHead.names.length) return false;
+  for (let i = 0; i < headers.length; i++) {
+    const pair: unknown = headers[i];
+    if (!Array.isArray(pair) || pair.length !== 2 || pair[0] !== lastHead.names[i] || pair[1] !== lastHead.values[i]) return false;
+  }
+  return true;
+}
+
+const CONNECTION_DEFAULT = 0, CONNECTION_CLOSE = 1, CONNECTION_KEEP_ALIVE = 2;
+const CONNECTION_LINES = ["", "Connection: close\r\n", "Connection: keep-alive\r\n"];
+
+/** The head's bytes: the status line, the app's headers, then framing, Date, Server and Connection as needed. */
+function encodeHead(checked: CheckedResponse, framing: string, date: string, connection: number): Uint8Array {
+  if (checked === lastHead.checked && connection === lastHead.connection && framing === lastHead.framing && date === lastHead.date) {
+    return lastHead.bytes;
+  }
+  let text = "HTTP/1.1 " + checked.statusLine + "\r\n" + checked.headerLines + framing;
+  if (date !== "") text += "Date: " + date + "\r\n";
+  if (!checked.hasServer) text += "Server: " + SERVER_HEADER + "\r\n";
+  text += CONNECTION_LINES[connection] + "\r\n";
+  const bytes = Buffer.from(text, "latin1"); // an ASCII head is the same in latin-1
+  if (checked === lastHead.checked) {
+    lastHead.framing = framing;
+    lastHead.date = date;
+    lastHead.connection = connection;
+    lastHead.bytes = bytes; // shared by later responses: nothing writes into a queued chunk
+  }
+  return bytes;
 }
 
 /** A request we refuse before any app runs: short plain text, then close (RFC 9112 §9.6). */
@@ -1142,7 +1194,7 @@ export class Exchange {
   /** The head goes out with the first body bytes (PEP 3333: not before), framing chosen then. */
   private commitHead(): void {
     if (this.response === null) throw new Error("the app wrote a body before calling start_response");
-    const checked = checkResponse(this.response[0], this.response[1]);
+    const checked = checkResponseCached(this.response[0], this.response[1]);
     const head = this.head, conn = this.conn;
     this.status = checked.status;
     // RFC 9110 §6.4.1: no body for HEAD, 204 and 304.
@@ -1162,14 +1214,10 @@ export class Exchange {
       conn.shouldCloseAfterResponse = true; // HTTP/1.0 without a length: the close ends the body
     }
     if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.shouldCloseAfterResponse = true;
-    let text = "HTTP/1.1 " + checked.statusLine + "\r\n" + checked.headerLines + framing;
-    if (!checked.hasDate) text += "Date: " + httpDate() + "\r\n";
-    if (!checked.hasServer) text += "Server: " + SERVER_HEADER + "\r\n";
-    if (conn.shouldCloseAfterResponse) text += "Connection: close\r\n";
-    else if (head.version === "HTTP/1.0") text += "Connection: keep-alive\r\n";
-    text += "\r\n";
+    const connection = conn.shouldCloseAfterResponse ? CONNECTION_CLOSE : head.version === "HTTP/1.0" ? CONNECTION_KEEP_ALIVE : CONNECTION_DEFAULT;
+    const bytes = encodeHead(checked, framing, checked.hasDate ? "" : httpDate(), connection);
     this.committed = true;
-    conn.enqueue(checked.isAscii ? text : Buffer.from(text, "latin1"), text.length);
+    conn.enqueue(bytes, bytes.length);
   }
 
   /** Append body bytes; never past a declared Content-Length (the excess is dropped and the connection closed). */
@@ -1274,10 +1322,29 @@ function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
   const out = new Uint8Array(byteLength);
   let off = 0;
   for (const c of chunks) {
-    if (typeof c === "string") off += UTF8.encodeInto(c, out.subarray(off)).written;
-    else { out.set(c, off); off += c.length; }
+    if (typeof c !== "string") {
+      out.set(c, off);
+      off += c.length;
+    } else if (off === 0) {
+      off = UTF8.encodeInto(c, out).written; // the head: no view needed at offset 0
+    } else {
+      off = writeShortAscii(out, off, c);
+    }
   }
   return off === byteLength ? out : out.subarray(0, off);
+}
+
+/**
+ * Writes c at off and returns the offset after it. Chunk-size lines and CRLFs are short
+ * ASCII and are copied by hand: a typed-array view for encodeInto costs more than they do.
+ */
+function writeShortAscii(out: Uint8Array, off: number, c: string): number {
+  if (c.length <= 16) {
+    let i = 0;
+    while (i < c.length && c.charCodeAt(i) < 0x80) out[off + i] = c.charCodeAt(i++);
+    if (i === c.length) return off + i;
+  }
+  return off + UTF8.encodeInto(c, out.subarray(off)).written;
 }
 // socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
 // what it did not take waits in `pending` and goes out on `drain`. While anything is

@@ -263,6 +263,26 @@ describe("start_response (PEP 3333)", () => {
 // ==== response framing ====
 
 describe("response framing", () => {
+  test("a head reused between like responses never hides a change: each value is checked and sent as given", async () => {
+    // The server reuses the last checked head while the app answers alike; every difference must show.
+    const { port } = serve((environ, start) => {
+      const v = decodeURIComponent(environ.QUERY_STRING);
+      start(v === "404" ? "404 Not Found" : "200 OK", [["Content-Type", "text/plain"], ["X-V", v]]);
+      return ["ok"];
+    });
+    const client = await RawClient.connect(port);
+    const targets = ["/?a", "/?a", "/?b", "/?404", "/?a", `/?${encodeURIComponent("bad\r\nSet-Cookie: x=1")}`]; // the 500 closes the connection
+    client.write(targets.map((t) => get(t)).join(""));
+    const responses = await client.readResponses(targets.length);
+    expect(responses.map((r) => [r.status, header(r, "X-V") ?? null, headerValues(r, "Set-Cookie").length])).toEqual([
+      [200, "a", 0], [200, "a", 0], [200, "b", 0], [404, "404", 0], [200, "a", 0], [500, null, 0],
+    ]);
+    client.destroy();
+    // HTTP/1.0 and Connection: close after an identical 1.1 keep-alive head: the Connection line follows each request.
+    const r = await exchange(port, get("/?a") + "GET /?a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + get("/?a", "Connection: close\r\n"), { count: 3 });
+    expect(r.responses.map((res) => header(res, "Connection") ?? null)).toEqual([null, "keep-alive", "close"]);
+  });
+
   test("the app's Content-Length is honoured: no chunking", async () => {
     const { port } = serve((_env, start) => {
       start("200 OK", [["Content-Type", "text/plain"], ["Content-Length", "11"]]);
