@@ -1897,16 +1897,18 @@ class PyWorker {
     this.outbox.push(bytes);
     this.outboxBytes += bytes.length;
     if (!this.isFlushQueued) {
-      // Frames made in one turn of the event loop go out together.
+      // Frames made in one turn of the event loop go out in one write: setImmediate runs
+      // after every socket callback of the turn (a microtask would run after each one),
+      // so the requests of many clients reach a worker together, with one wake-up.
       this.isFlushQueued = true;
-      queueMicrotask(() => this.flush());
+      setImmediate(this.flushQueued);
     }
   }
 
-  private flush(): void {
+  private readonly flushQueued = (): void => {
     this.isFlushQueued = false;
     if (!this.isWriteBlocked) this.writeOutbox();
-  }
+  };
 
   onDrain(): void {
     this.isWriteBlocked = false;
