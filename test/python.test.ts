@@ -302,6 +302,23 @@ describe("wsgi.input", () => {
     }
   }, 30_000);
 
+  test("bodies around the inline limit (1 MiB: sent with the request above it: pulled) arrive whole", async () => {
+    const server = await startPy(PROBE, ["-w", "1"]);
+    const MiB = 1024 * 1024;
+    for (const size of [MiB - 1, MiB, MiB + 1, 3 * MiB + 7]) {
+      const big = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) big[i] = (i * 31 + (i >> 13)) & 0xff;
+      const bigSha = createHash("sha256").update(big).digest("hex");
+      for (const mode of ["read", "readn"]) {
+        const res = await request(server.port, `/input?mode=${mode}&n=1000`, { method: "POST", body: big });
+        expect(res.status).toBe(200);
+        expect({ size, mode, ...JSON.parse(bodyText(res)) }).toEqual({
+          size, mode, lengths: expectedLengths(big, mode), sha256: bigSha, terminated: false, after: [0, 0, 0],
+        });
+      }
+    }
+  }, 30_000);
+
   test("a large Content-Length body read line by line is not marked input_terminated", async () => {
     const server = await startPy(PROBE, ["-w", "1", "--threads", "2"]);
     const res = await request(server.port, "/input?mode=readlines", { method: "POST", body });
