@@ -4,10 +4,11 @@
 // stop it by its own pid and check that no worker outlives it, and clients
 // for plain, keep-alive and loaded requests.
 import type { Socket } from "bun";
-import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { afterAll, afterEach, beforeAll } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { type HttpResponse, type ServerProcess, exchange, parseResponses, sleep, spawnServer } from "./helpers.ts";
+import { type HttpResponse, type ServerProcess, cleanUp, exchange, parseResponses, sleep, spawnServer } from "./helpers.ts";
 
 export const PYTHON = join(import.meta.dir, "..", ".venv", "bin", "python");
 export const PYAPPS = join(import.meta.dir, "pyapps");
@@ -148,6 +149,23 @@ export async function stopAllPy(): Promise<void> {
     if (survivors.length > 0) problems.push(`workers ${survivors.join(", ")} outlived front ${server.pid}`);
   }
   if (problems.length > 0) throw new Error(problems.join("; "));
+}
+
+/**
+ * The hooks a file of Python server tests needs: a temp dir for the file (handed to
+ * `setDir`, removed at the end), and after each test every server stopped by its pid.
+ */
+export function usePyFixture(prefix: string, setDir: (dir: string) => void): void {
+  let dir = "";
+  beforeAll(() => { dir = mkdtempSync(join(tmpdir(), prefix)); setDir(dir); });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    try {
+      await stopAllPy();
+    } finally {
+      await cleanUp();
+    }
+  });
 }
 
 /** Watch a server's workers in the background (every 50 ms) so short-lived ones are seen too. */

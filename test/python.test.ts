@@ -5,27 +5,18 @@
 // write(), close(), wsgi.file_wrapper, worker output in the error log,
 // 100-continue, and the shared tasks case list. Every server is stopped by
 // its pid after each test, and no worker may outlive it.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { RawClient, cleanUp, exchange, header, sleep, spawnServer } from "./helpers.ts";
-import { PYAPPS, type PyServer, bodyText, fileText, freePort, isListening, request, startPy, stopAllPy, stopPy, waitFor, workerLogLines } from "./pyhelpers.ts";
+import { RawClient, exchange, header, sleep, spawnServer } from "./helpers.ts";
+import { PYAPPS, type PyServer, bodyText, fileText, freePort, isListening, request, startPy, stopPy, waitFor, workerLogLines, usePyFixture } from "./pyhelpers.ts";
 import { TASK_CASES, checkTaskCase, toRequestBytes } from "./tasks.cases.ts";
 
 const PROBE = "test/pyapps/probe.py";
 
 let dir = "";
-beforeAll(() => { dir = mkdtempSync(join(tmpdir(), "bunicorn-py-")); });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-afterEach(async () => {
-  try {
-    await stopAllPy();
-  } finally {
-    await cleanUp();
-  }
-});
+usePyFixture("bunicorn-py-", (d) => { dir = d; });
 
 /** Stop a server with SIGTERM and check it exits 0 and leaves no worker. */
 async function stopCleanly(server: PyServer): Promise<void> {

@@ -4,26 +4,17 @@
 // leaves no worker behind; the bounded queue answers 503 and never runs a
 // request whose client left; a 1 GiB upload streams through in bounded memory.
 // Worker pids come from /proc (children of the front) and from the app itself.
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { RawClient, cleanUp, header, parseResponses, readRssBytes, sleep } from "./helpers.ts";
-import { type PyServer, bodyText, fileText, isAlive, isListening, request, runLoad, startPy, stopAllPy, stopPy, trackWorkers, waitFor } from "./pyhelpers.ts";
+import { RawClient, header, parseResponses, readRssBytes, sleep } from "./helpers.ts";
+import { type PyServer, bodyText, fileText, isAlive, isListening, request, runLoad, startPy, stopPy, trackWorkers, waitFor, usePyFixture } from "./pyhelpers.ts";
 
 const PROBE = "test/pyapps/probe.py";
 
 let dir = "";
-beforeAll(() => { dir = mkdtempSync(join(tmpdir(), "bunicorn-sup-")); });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-afterEach(async () => {
-  try {
-    await stopAllPy();
-  } finally {
-    await cleanUp();
-  }
-});
+usePyFixture("bunicorn-sup-", (d) => { dir = d; });
 
 /** Wait until the server has `count` workers and at least one is not in `old`; returns them. */
 async function waitForReplacement(server: PyServer, old: number[], count: number, timeoutMs = 5000): Promise<number[]> {
