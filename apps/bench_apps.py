@@ -6,8 +6,12 @@
     apps/bench_apps.py:sleep_10ms  sleeps 10 ms, then "Hello, World!"
     apps/bench_apps.py:stream_100m 100 MiB (104857600 bytes) yielded in 64 KiB chunks
     apps/bench_apps.py:upload      reads the request body in 64 KiB pieces, answers its byte count
+    apps/bench_apps.py:router      one of the above by path: /hello /10k /echo /sleep /stream /upload
+                                   (anything else: 404)
 
-``application`` is ``hello``. Stdlib only; each app does as little as it can so
+``application`` is ``hello``. ``router`` lets the benchmark suite (bench/run.ts)
+start each server once per scenario and reach every app through it; its cost, a
+dict look-up, is the same under every server. Stdlib only; each app does as little as it can so
 that the server is what gets measured.
 """
 import time
@@ -82,6 +86,25 @@ def upload(environ, start_response):
     body = str(total).encode("ascii")
     start_response("200 OK", _text_headers(len(body)))
     return [body]
+
+
+def not_found(environ, start_response):
+    start_response("404 Not Found", _text_headers(0))
+    return [b""]
+
+
+ROUTES = {
+    "/hello": hello,
+    "/10k": body_10k,
+    "/echo": echo,
+    "/sleep": sleep_10ms,
+    "/stream": stream_100m,
+    "/upload": upload,
+}
+
+
+def router(environ, start_response):
+    return ROUTES.get(environ.get("PATH_INFO", ""), not_found)(environ, start_response)
 
 
 application = hello

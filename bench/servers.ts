@@ -1,0 +1,136 @@
+// How each server of the benchmarks is started: the command line that gives it
+// the same processes × threads as the others, its production-like mode, and its
+// access log off; and the words that say what it runs.
+import { basename, dirname, join } from "node:path";
+import { HOST, ROOT } from "./common.ts";
+import { VENV_BIN, VENV_PYTHON } from "./venv.ts";
+
+export const PYTHON_SERVERS = ["bunicorn", "gunicorn", "granian", "uwsgi", "waitress"] as const;
+export const SERVER_NAMES = [...PYTHON_SERVERS, "bunserve"] as const;
+export type ServerName = (typeof SERVER_NAMES)[number];
+export type PythonServerName = (typeof PYTHON_SERVERS)[number];
+
+export const SERVER_LABELS: Record<ServerName, string> = {
+  bunicorn: "bunicorn", gunicorn: "gunicorn", granian: "granian", uwsgi: "uWSGI", waitress: "waitress", bunserve: "Bun.serve",
+};
+
+/** A WSGI callable in a file; the file is relative to the repository root. */
+export interface PythonApp {
+  file: string;
+  callable: string;
+}
+
+export interface Sizing {
+  workers: number; // processes (waitress, one process, gets workers × threads threads)
+  threads: number; // app threads in each
+  /** Idle keep-alive connections will be held: raise every idle timeout the server has. */
+  holdIdle: boolean;
+}
+
+export interface Launch {
+  cmd: string[];
+  cwd?: string;
+  /** Its processes × threads, in words. */
+  shape: string;
+}
+
+/** Idle seconds a kept-alive connection may wait, when idle connections are held. */
+export const IDLE_KEEP_ALIVE_S = 300;
+/**
+ * Every connection cap a server has is set to this, so that none turns connections
+ * away or leaves them unserved in the listen queue (waitress's default is 100,
+ * fewer than the slow-io scenario's 256). bunicorn's --max-connections is 20000 already.
+ */
+export const CONNECTION_CAP = 20_000;
+/** granian's longest header read timeout (ms); it also ends idle kept-alive connections. */
+const GRANIAN_MAX_HEADER_READ_TIMEOUT_MS = 60_000;
+/**
+ * Listen queue of uWSGI's sockets (its default, 100, is below the 256 connections of
+ * slow-io: its HTTP router opens one connection to the workers' socket per request).
+ */
+const UWSGI_LISTEN = 1024;
+/**
+ * The router's buffer: with its default (a page, 4 KiB) it writes a 10 KiB answer in
+ * pieces, and Nagle's algorithm with delayed ACKs stalls each for 40 ms (1,100 req/s
+ * instead of 7,500). Not 64 KiB: with that, 1 in 4 POSTs of 1 MiB is reset.
+ */
+const UWSGI_HTTP_BUFFER = 32 * 1024;
+
+function threadWords(n: number, kind = "thread"): string {
+  return `${n} ${kind}${n === 1 ? "" : "s"}`;
+}
+
+function bunicorn(app: PythonApp, s: Sizing, port: number): Launch {
+  return {
+    cmd: [process.execPath, join(ROOT, "server.ts"), `${app.file}:${app.callable}`, "-w", String(s.workers), "--threads", String(s.threads),
+      "--python", VENV_PYTHON, "-b", `${HOST}:${port}`, ...(s.holdIdle ? ["--keep-alive", String(IDLE_KEEP_ALIVE_S)] : [])],
+    shape: `1 Bun front + ${s.workers} Python workers × ${threadWords(s.threads)}`,
+  };
+}
+
+function gunicorn(app: PythonApp, s: Sizing, port: number): Launch {
+  return {
+    cmd: [join(VENV_BIN, "gunicorn"), "-k", "gthread", "-w", String(s.workers), "--threads", String(s.threads), "-b", `${HOST}:${port}`,
+      "--worker-connections", String(CONNECTION_CAP), ...(s.holdIdle ? ["--keep-alive", String(IDLE_KEEP_ALIVE_S)] : []),
+      "--chdir", join(ROOT, dirname(app.file)), `${moduleName(app)}:${app.callable}`],
+    shape: `1 master + ${s.workers} gthread workers × ${threadWords(s.threads)}`,
+  };
+}
+
+function granian(app: PythonApp, s: Sizing, port: number): Launch {
+  return {
+    // --http 1: HTTP/1.1 only, as every other server here (auto would sniff for HTTP/2 first).
+    // --backpressure (per worker) caps its open connections, backlog/workers = 512 by default.
+    cmd: [join(VENV_BIN, "granian"), "--interface", "wsgi", "--http", "1", "--workers", String(s.workers), "--blocking-threads", String(s.threads),
+      "--backpressure", String(Math.ceil(CONNECTION_CAP / s.workers)), "--no-access-log", "--host", HOST, "--port", String(port),
+      ...(s.holdIdle ? ["--http1-header-read-timeout", String(GRANIAN_MAX_HEADER_READ_TIMEOUT_MS)] : []),
+      "--working-dir", join(ROOT, dirname(app.file)), `${moduleName(app)}:${app.callable}`],
+    shape: `1 main + ${s.workers} workers × ${threadWords(s.threads, "blocking thread")}`,
+  };
+}
+
+function uwsgi(app: PythonApp, s: Sizing, port: number): Launch {
+  return {
+    // Its own HTTP router (--http) holds the client connections and keeps them alive:
+    // with --http11-socket each kept-alive connection pins a worker until --socket-timeout
+    // (4 s), so 2 workers would serve 2 of wrk's 50 connections and starve the rest.
+    // --die-on-term: SIGTERM stops uWSGI 2.0 instead of reloading it.
+    cmd: [join(VENV_BIN, "uwsgi"), "--master", "--die-on-term", "--need-app", "--disable-logging",
+      "--http", `${HOST}:${port}`, "--http-keepalive", "--http-buffer-size", String(UWSGI_HTTP_BUFFER), ...(s.holdIdle ? ["--http-timeout", String(IDLE_KEEP_ALIVE_S)] : []),
+      "--processes", String(s.workers), ...(s.threads > 1 ? ["--threads", String(s.threads)] : []), "--listen", String(UWSGI_LISTEN),
+      "--wsgi-file", join(ROOT, app.file), "--callable", app.callable],
+    shape: `1 master + 1 HTTP router + ${s.workers} workers × ${threadWords(s.threads)}`,
+  };
+}
+
+function waitress(app: PythonApp, s: Sizing, port: number): Launch {
+  const threads = s.workers * s.threads;
+  return {
+    // waitress-serve imports the app from its working directory. --asyncore-use-poll:
+    // select() cannot watch file descriptors above 1023.
+    cmd: [join(VENV_BIN, "waitress-serve"), "--listen", `${HOST}:${port}`, "--threads", String(threads),
+      "--connection-limit", String(CONNECTION_CAP), "--asyncore-use-poll", ...(s.holdIdle ? ["--channel-timeout", String(IDLE_KEEP_ALIVE_S)] : []),
+      `${moduleName(app)}:${app.callable}`],
+    cwd: join(ROOT, dirname(app.file)),
+    shape: `1 process × ${threadWords(threads)}`,
+  };
+}
+
+function moduleName(app: PythonApp): string {
+  return basename(app.file).replace(/\.py$/, "");
+}
+
+export const PYTHON_LAUNCHERS: Record<PythonServerName, (app: PythonApp, s: Sizing, port: number) => Launch> = {
+  bunicorn, gunicorn, granian, uwsgi, waitress,
+};
+
+/** bunicorn serving a TypeScript app: one Bun process, no Python workers. */
+export function bunicornTs(app: string, port: number, server = join(ROOT, "server.ts"), extraArgs: string[] = []): Launch {
+  const prefix = /\.[cm]?[jt]s$/.test(server) ? [process.execPath, server] : [server];
+  return { cmd: [...prefix, app, "-b", `${HOST}:${port}`, ...extraArgs], shape: "1 Bun process (TypeScript app)" };
+}
+
+/** The plainest Bun.serve hello world: the ceiling of the runtime. */
+export function bunServe(port: number): Launch {
+  return { cmd: [process.execPath, join(ROOT, "bench", "bunserve_hello.ts"), String(port)], shape: "1 Bun process" };
+}
