@@ -1781,6 +1781,12 @@ const SENDFILE_PIECE_BYTES = 256 * 1024;
 const PIPELINE_DEPTH = 16;
 /** Pipeline only behind requests younger than this; older ones may hang, so we recall what waits behind them. */
 const PIPELINE_MAX_AGE_MS = 50;
+/**
+ * `python -c WORKER_BOOTSTRAP bunicorn-worker`: reads worker.py from stdin and runs it as
+ * __main__ (tracebacks name it bunicorn-worker.py); the argument names the process in ps.
+ */
+const WORKER_ARGV0 = "bunicorn-worker";
+const WORKER_BOOTSTRAP = 'import sys; exec(compile(sys.stdin.buffer.read(), "bunicorn-worker.py", "exec"))';
 /** A replacement worker that fails to boot is retried after this long. */
 const RESPAWN_BACKOFF_MS = 1000;
 
@@ -1978,16 +1984,23 @@ class PythonWorkerPool implements PythonStage {
   private nextRequestId = 1;
   private generation = 1;
   private isStopping = false;
-  private readonly dir: string;
-  private readonly workerFile: string;
+  /** Where worker sockets are made: an abstract name on Linux ("@…"), else a private temp dir. */
+  private readonly socketBase: string;
+  private readonly dir: string | null;
   private readonly python: string;
   private ticker: ReturnType<typeof setInterval> | null = null;
   private server: Server | null = null;
 
   constructor(private readonly config: Config, private readonly log: Logger) {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "bunicorn-"));
-    this.workerFile = path.join(this.dir, "worker.py");
-    fs.writeFileSync(this.workerFile, WORKER_SOURCE);
+    // Linux has abstract Unix sockets (no file): then nothing is written anywhere, and even
+    // a front killed with SIGKILL leaves nothing behind. Elsewhere, a private temp dir.
+    if (process.platform === "linux") {
+      this.dir = null;
+      this.socketBase = `@bunicorn-${process.pid}-${Math.random().toString(36).slice(2, 10)}-`;
+    } else {
+      this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "bunicorn-"));
+      this.socketBase = path.join(this.dir, "w");
+    }
     this.python = choosePython(config);
     process.on("exit", () => this.cleanUp());
   }
@@ -2007,11 +2020,11 @@ class PythonWorkerPool implements PythonStage {
 
   private spawnWorker(): PyWorker {
     const id = this.nextWorkerId++;
-    const socketPath = path.join(this.dir, `w${id}.sock`);
+    const socketName = `${this.socketBase}${id}.sock`; // what the worker is told ("@" for an abstract name)
     let worker!: PyWorker;
     const pool = this;
     const listener = Bun.listen<PyWorker>({
-      unix: socketPath,
+      unix: socketName.startsWith("@") ? "\0" + socketName.slice(1) : socketName,
       socket: {
         open(socket) { socket.data = worker; worker.socket = socket; listener.stop(); },
         data(socket, bytes) { pool.onWorkerData(worker, bytes); },
@@ -2023,7 +2036,7 @@ class PythonWorkerPool implements PythonStage {
     const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
-      BUNICORN_SOCKET: socketPath,
+      BUNICORN_SOCKET: socketName,
       BUNICORN_APP: this.config.app,
       BUNICORN_THREADS: String(this.config.threads),
       BUNICORN_WORKER_ID: String(id),
@@ -2032,8 +2045,9 @@ class PythonWorkerPool implements PythonStage {
     };
     if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
     if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
-    const proc = Bun.spawn([this.python, this.workerFile], {
-      env, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+    // The worker program arrives on stdin (it is inside this binary), so no file is written.
+    const proc = Bun.spawn([this.python, "-c", WORKER_BOOTSTRAP, WORKER_ARGV0], {
+      env, stdin: Buffer.from(WORKER_SOURCE), stdout: "pipe", stderr: "pipe",
       onExit: () => pool.onWorkerGone(worker, "it exited"),
     });
     worker = new PyWorker(id, this.generation, this.config.maxRequests > 0 ? this.config.maxRequests + jitter : 0, proc, listener);
@@ -2472,7 +2486,9 @@ class PythonWorkerPool implements PythonStage {
     for (const worker of this.workers) {
       try { worker.proc.kill("SIGKILL"); } catch { /* gone */ }
     }
-    try { fs.rmSync(this.dir, { recursive: true, force: true }); } catch { /* gone */ }
+    if (this.dir !== null) {
+      try { fs.rmSync(this.dir, { recursive: true, force: true }); } catch { /* gone */ }
+    }
   }
 }
 
@@ -2991,7 +3007,6 @@ async function main(argv: string[]): Promise<void> {
   if (config.showVersion) { process.stdout.write(`bunicorn ${VERSION} (bun ${Bun.version})\n`); return; }
   const errorSink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile);
   const log = new Logger(errorSink, config.logLevel);
-  let running: RunningServer;
   if (isTypeScriptAppSpec(config.app)) {
     let handler: WsgiApp;
     try {
@@ -3000,12 +3015,13 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(`bunicorn: error: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(2);
     }
-    running = listenOrExit(() => startServer({ ...config, handler, logger: log }), log);
+    const signals = installSignalHandlers(log);
+    signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log }), log));
   } else {
     const stage = await startPythonStage(config, log);
-    running = listenOrExit(() => startServer({ ...config, stage, logger: log }), log, stage);
+    const signals = installSignalHandlers(log, stage);
+    signals.serve(listenOrExit(() => startServer({ ...config, stage, logger: log }), log, stage));
   }
-  installSignalHandlers(running, log);
 }
 
 function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage): RunningServer {
@@ -3019,11 +3035,21 @@ function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage)
   }
 }
 
-/** Signals only record what was asked; the work happens outside the handler (as gunicorn's arbiter does). */
-function installSignalHandlers(running: RunningServer, log: Logger): void {
+/**
+ * Installed before the server listens: a signal sent as soon as "Listening at" appears must
+ * find its handler (SIGTTIN's default action would stop the process). A stop asked for
+ * before `serve` is called waits for it. Handlers only start the work (as gunicorn's arbiter does).
+ */
+function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(running: RunningServer): void } {
+  let running: RunningServer | null = null;
+  let stopAsked: [signal: string, graceful: boolean] | null = null;
   let isStopping = false;
   const shutdown = async (signal: string, graceful: boolean) => {
     if (isStopping && graceful) return;
+    if (running === null) {
+      stopAsked = [signal, graceful];
+      return;
+    }
     isStopping = true;
     log.info(`Handling signal: ${signal}; ${graceful ? `finishing in-flight requests (up to ${running.server.config.gracefulTimeoutS}s)` : "stopping now"}`);
     await running.stop(graceful);
@@ -3034,10 +3060,15 @@ function installSignalHandlers(running: RunningServer, log: Logger): void {
   process.on("SIGINT", () => void shutdown("int", true));
   process.on("SIGTERM", () => void shutdown("term", true));
   process.on("SIGQUIT", () => void shutdown("quit", false));
-  const stage = running.server.app as Partial<PythonStage>;
-  process.on("SIGHUP", () => { log.info("Handling signal: hup"); stage.reload?.(); });
-  process.on("SIGTTIN", () => { log.info("Handling signal: ttin"); stage.addWorker?.(); });
-  process.on("SIGTTOU", () => { log.info("Handling signal: ttou"); stage.removeWorker?.(); });
+  process.on("SIGHUP", () => { log.info("Handling signal: hup"); stage?.reload(); });
+  process.on("SIGTTIN", () => { log.info("Handling signal: ttin"); stage?.addWorker(); });
+  process.on("SIGTTOU", () => { log.info("Handling signal: ttou"); stage?.removeWorker(); });
+  return {
+    serve(server: RunningServer) {
+      running = server;
+      if (stopAsked !== null) void shutdown(...stopAsked);
+    },
+  };
 }
 
 if (import.meta.main) {

@@ -1,8 +1,9 @@
 """bunicorn Python worker: runs a WSGI app (PEP 3333) for the Bun front.
 
-The front listens on a Unix stream socket (BUNICORN_SOCKET); this process connects
-to it, imports the app (BUNICORN_APP), sends READY and then serves requests that
-arrive as frames. Every frame, in both directions, is a 9-byte header `!IBI`
+The front runs this program with `python -c` (its source on stdin, so no file is
+written) and listens on a Unix stream socket (BUNICORN_SOCKET, "@name" for an
+abstract one); this process connects to it, imports the app (BUNICORN_APP), sends
+READY and then serves requests that arrive as frames. Every frame, in both directions, is a 9-byte header `!IBI`
 (payload length, type, request id) followed by the payload. Strings on the wire
 are latin-1 (PEP 3333 "bytes as native strings"); "fields" are strings joined
 with NUL. A REQ payload is: u8 flags, u32 length + PATH_INFO, u32 length + the
@@ -86,9 +87,12 @@ class AppLoadError(Exception):
 
 def prepare_sys_path(env):
     """BUNICORN_CHDIR (or the current directory) first on sys.path, then BUNICORN_PYTHONPATH."""
-    script_dir = os.path.dirname(os.path.abspath(globals().get("__file__") or ""))
-    if sys.path and sys.path[0] in ("", script_dir) and globals().get("__file__"):
-        del sys.path[0]  # the directory worker.py lives in is not the app's
+    # sys.path[0] is where this program came from: worker.py's directory, or "" when the
+    # front runs it with `python -c`. Neither is the app's (its directory goes first below).
+    script_file = globals().get("__file__")
+    script_dir = os.path.dirname(os.path.abspath(script_file)) if script_file else ""
+    if sys.path and sys.path[0] == script_dir:
+        del sys.path[0]
     chdir = env.get("BUNICORN_CHDIR")
     if chdir:
         os.chdir(chdir)
@@ -865,6 +869,12 @@ def _watch_parent(ppid):
             os._exit(0)
 
 
+def socket_address(name):
+    """A name starting with "@" stands for Linux's abstract socket of that name after a NUL
+    (the front cannot pass a NUL in an environment variable)."""
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
 def main():
     env = os.environ
     try:
@@ -876,7 +886,7 @@ def main():
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(env["BUNICORN_SOCKET"])
+        sock.connect(socket_address(env["BUNICORN_SOCKET"]))
     except (KeyError, OSError) as e:
         sys.stderr.write("bunicorn worker: cannot connect to the front socket: %r\n" % (e,))
         sys.exit(1)

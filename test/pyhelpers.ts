@@ -7,7 +7,7 @@ import type { Socket } from "bun";
 import { afterAll, afterEach, beforeAll } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { type HttpResponse, type ServerProcess, cleanUp, exchange, parseResponses, sleep, spawnServer } from "./helpers.ts";
 
 export const PYTHON = join(import.meta.dir, "..", ".venv", "bin", "python");
@@ -35,7 +35,7 @@ export function childPids(pid: number): number[] {
 export function workerPids(frontPid: number): number[] {
   return childPids(frontPid).filter((p) => {
     try {
-      return readFileSync(`/proc/${p}/cmdline`, "latin1").includes("worker.py") && isAlive(p);
+      return readFileSync(`/proc/${p}/cmdline`, "latin1").includes("bunicorn-worker") && isAlive(p);
     } catch {
       return false;
     }
@@ -65,8 +65,6 @@ export async function waitFor(predicate: () => boolean, timeoutMs: number): Prom
 export interface PyServer extends ServerProcess {
   /** Worker pids seen over the server's life (so they can be checked after the front is gone). */
   seenWorkers: Set<number>;
-  /** The front's temp dirs (where it wrote worker.py): removed after a stop, as a killed front cannot. */
-  tempDirs: Set<string>;
   /** The current live worker pids (also remembered in seenWorkers). */
   workers(): number[];
 }
@@ -85,32 +83,17 @@ export async function startPy(app: string, args: string[] = [], opts: { env?: Re
     readyTimeoutMs: 20_000,
   });
   const seenWorkers = new Set<number>();
-  const tempDirs = new Set<string>();
   const py: PyServer = Object.assign(server, {
     seenWorkers,
-    tempDirs,
     workers(): number[] {
       const pids = workerPids(server.pid);
-      for (const p of pids) {
-        if (seenWorkers.has(p)) continue;
-        seenWorkers.add(p);
-        const script = readCmdline(p).find((arg) => arg.endsWith("worker.py"));
-        if (script !== undefined) tempDirs.add(dirname(script));
-      }
+      for (const p of pids) seenWorkers.add(p);
       return pids;
     },
   });
   py.workers();
   running.add(py);
   return py;
-}
-
-function readCmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  } catch {
-    return [];
-  }
 }
 
 /**
@@ -134,9 +117,6 @@ export async function stopPy(server: PyServer, signal: NodeJS.Signals = "SIGKILL
   const survivors = watched.filter(isAlive);
   for (const p of survivors) {
     try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
-  }
-  for (const dir of server.tempDirs) {
-    if (dirname(dir) === tmpdir() && basename(dir).startsWith("bunicorn-")) rmSync(dir, { recursive: true, force: true });
   }
   return { code, survivors };
 }
