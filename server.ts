@@ -2243,6 +2243,7 @@ class PythonWorkerPool implements PythonStage {
         worker.requests.delete(id);
         request.worker = null;
         this.markStarted(worker);
+        this.stopIfRetiredAndIdle(worker); // its last request may be this one
         if (!request.ex.isAborted && !request.ex.isDone) this.queue.unshift(request);
         return this.dispatch();
       case Frame.SENDFILE:
@@ -2279,8 +2280,13 @@ class PythonWorkerPool implements PythonStage {
       this.retire(worker);
       this.spawnReplacement();
     }
-    if (worker.state === "retiring" && worker.busy === 0) worker.send(Frame.STOP, 0);
+    this.stopIfRetiredAndIdle(worker);
     this.dispatch();
+  }
+
+  /** A retired worker is told to exit once it holds no request (answered or taken back). */
+  private stopIfRetiredAndIdle(worker: PyWorker): void {
+    if (worker.state === "retiring" && worker.busy === 0) worker.send(Frame.STOP, 0);
   }
 
   /** A thread came free: the first waiting request in the worker's FIFO starts now. */
@@ -2359,7 +2365,7 @@ class PythonWorkerPool implements PythonStage {
 
   private retire(worker: PyWorker): void {
     worker.state = "retiring";
-    if (worker.busy === 0) worker.send(Frame.STOP, 0);
+    this.stopIfRetiredAndIdle(worker);
   }
 
   private spawnReplacement(): void {

@@ -815,11 +815,11 @@ class Worker:
             # Under load the next request is usually a few microseconds away: polling for it
             # saves a sleep and a wake-up (costly on a small VM) for a moment of CPU.
             spin_until = time.monotonic() + SPIN_S
-            while not pending and time.monotonic() < spin_until:
+            while not pending and not self.stopping and time.monotonic() < spin_until:
                 if not self.recv(block=False):
                     self.die()
-            if pending:
-                continue
+            if pending or self.stopping:
+                continue  # (a STOP read while polling must not leave us asleep in recv)
             if not self.recv(block=True):
                 self.die()
 

@@ -1,7 +1,7 @@
 // The single-file executable: `bun build.ts` makes dist/bunicorn, which must
 // serve a TypeScript app from disk just as `bun server.ts` does.
 import { afterAll, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, cleanUp, exchange, spawnServer } from "./helpers.ts";
@@ -30,7 +30,12 @@ test("dist/bunicorn alone (its embedded worker.py) serves apps/hello.py from ano
   const cwd = mkdtempSync(join(tmpdir(), "bunicorn-bin-"));
   copyFileSync(join(ROOT, "apps", "hello.py"), join(cwd, "hello.py"));
   const server = await spawnServer(["hello:application", "-w", "1", "-b", "127.0.0.1:0"], { cmd: [BINARY], cwd, readyTimeoutMs: 15_000 });
-  const named = await exchange(server.port, "GET /?name=Python HTTP/1.1\r\nHost: t\r\n\r\n");
-  expect(named.responses[0].statusLine).toBe("HTTP/1.1 200 OK");
-  expect(named.responses[0].body.toString()).toBe("Hello, Python!");
+  try {
+    const named = await exchange(server.port, "GET /?name=Python HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect(named.responses[0].statusLine).toBe("HTTP/1.1 200 OK");
+    expect(named.responses[0].body.toString()).toBe("Hello, Python!");
+  } finally {
+    await cleanUp(); // the server first: it runs in the directory
+    rmSync(cwd, { recursive: true, force: true });
+  }
 }, 30_000);
