@@ -1326,7 +1326,7 @@ function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
       out.set(c, off);
       off += c.length;
     } else if (off === 0) {
-      off = UTF8.encodeInto(c, out).written; // the head: no view needed at offset 0
+      off = UTF8.encodeInto(c, out).written; // at offset 0 no view of `out` is needed
     } else {
       off = writeShortAscii(out, off, c);
     }
@@ -1764,7 +1764,8 @@ const FRAME_HEADER_BYTES = 9;
 const COPY_PAYLOAD_BELOW_BYTES = 64 * 1024;
 /**
  * A body that is all here when the request is dispatched, and not larger than this, travels
- * inside REQ (as the pieces it came in, uncopied): the worker then never waits on a PULL.
+ * inside REQ (as the pieces it came in; see COPY_PAYLOAD_BELOW_BYTES): the worker then
+ * never waits on a PULL.
  * The same as MAX_BUFFERED_AHEAD_BYTES, the most a connection reads ahead of its app.
  */
 const MAX_INLINE_BODY_BYTES = 1024 * 1024;
