@@ -1611,6 +1611,23 @@ export class Conn {
     }
   }
 
+  /**
+   * The body bytes received so far, at most `max`, in the pieces they came in; `isEnd`
+   * once the body is complete. No pieces and no end: wait for onBodyReadable.
+   */
+  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean } {
+    const pieces: Uint8Array[] = [];
+    let bytes = 0;
+    while (bytes < max) {
+      const data = this.readBody(Math.max(1, max - bytes));
+      if (data === undefined) break;
+      if (data === null) return { pieces, bytes, isEnd: true };
+      pieces.push(data);
+      bytes += data.length;
+    }
+    return { pieces, bytes, isEnd: false };
+  }
+
   onBodyReadable(cb: () => void): void {
     this.bodyWaiter = cb;
     this.setDeadline("body", this.server.config.headerTimeoutS);
@@ -2163,14 +2180,8 @@ class PythonWorkerPool implements PythonStage {
     const head = conn.exchange!.head;
     if (!head.chunked && head.contentLength <= 0) return [];
     if (head.chunked || head.contentLength > MAX_INLINE_BODY_BYTES || conn.parser.bufferedBytes < head.contentLength) return undefined;
-    const pieces: Uint8Array[] = [];
-    for (;;) {
-      const data = conn.readBody(MAX_INLINE_BODY_BYTES);
-      if (data === null) break;
-      if (data === undefined) return undefined; // cannot happen: every byte is buffered
-      pieces.push(data);
-    }
-    return pieces;
+    const { pieces, isEnd } = conn.readReceivedBody(Infinity);
+    return isEnd ? pieces : undefined; // (always the end: every byte is buffered)
   }
 
   private onClientGone(request: PyRequest): void {
@@ -2304,22 +2315,10 @@ class PythonWorkerPool implements PythonStage {
     if (ex.isAborted || ex.isDone) return worker.send(Frame.BODY_EOF, request.id);
     // Everything already received, up to max, goes in one BODY frame: the worker takes one
     // BODY per PULL, and a round trip per socket read would cap uploads far below the wire.
-    const pieces: Uint8Array[] = [];
-    let size = 0;
-    let isEnd = false;
-    while (size < max) {
-      const data = ex.conn.readBody(Math.max(1, max - size));
-      if (data === undefined) break;
-      if (data === null) {
-        isEnd = true;
-        break;
-      }
-      pieces.push(data);
-      size += data.length;
-    }
-    if (size > 0) worker.sendPieces(Frame.BODY, request.id, pieces, size);
+    const { pieces, bytes, isEnd } = ex.conn.readReceivedBody(max);
+    if (bytes > 0) worker.sendPieces(Frame.BODY, request.id, pieces, bytes);
     if (isEnd) worker.send(Frame.BODY_EOF, request.id);
-    else if (size === 0 && !ex.isAborted && !ex.isDone) ex.conn.onBodyReadable(() => this.answerPull(worker, request, max));
+    else if (bytes === 0 && !ex.isAborted && !ex.isDone) ex.conn.onBodyReadable(() => this.answerPull(worker, request, max));
   }
 
   /** wsgi.file_wrapper: the front reads the file itself, in pieces, as the client takes them. */
@@ -2939,14 +2938,11 @@ class TypeScriptStage implements AppStage {
     if (conn.hasNoBodyLeft) return new TypeScriptAppRun(ex, this.server()).run(this.app, EMPTY_BODY);
     const chunks: Uint8Array[] = [];
     const readMore = (): void => {
-      for (;;) {
-        const data = conn.readBody(Number.MAX_SAFE_INTEGER);
-        if (data === undefined) {
-          if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
-          return;
-        }
-        if (data === null) break;
-        chunks.push(data);
+      const { pieces, isEnd } = conn.readReceivedBody(Infinity);
+      chunks.push(...pieces);
+      if (!isEnd) {
+        if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
+        return;
       }
       const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
       new TypeScriptAppRun(ex, this.server()).run(this.app, body);
