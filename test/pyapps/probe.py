@@ -72,24 +72,12 @@ def read_input(environ, start_response):
         pieces.append(inp.read())
     elif mode == "readn":
         n = int(q.get("n", "1000"))
-        while True:
-            piece = inp.read(n)
-            if not piece:
-                break
-            pieces.append(piece)
+        pieces.extend(iter(lambda: inp.read(n), b""))
     elif mode == "readline":
-        while True:
-            line = inp.readline()
-            if not line:
-                break
-            pieces.append(line)
+        pieces.extend(iter(inp.readline, b""))
     elif mode == "readline_limit":
         n = int(q.get("n", "100"))
-        while True:
-            line = inp.readline(n)
-            if not line:
-                break
-            pieces.append(line)
+        pieces.extend(iter(lambda: inp.readline(n), b""))
     elif mode == "readlines":
         pieces.extend(inp.readlines())
     elif mode == "iter":
