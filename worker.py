@@ -441,10 +441,6 @@ class Request:
 
 # ==== 5. The worker ====
 
-class FrontGone(Exception):
-    pass
-
-
 class Worker:
     def __init__(self, sock, app, threads, multiprocess):
         self.sock = sock
