@@ -2519,22 +2519,6 @@ function choosePython(config: Config): string {
   return "python3";
 }
 
-async function startPythonStage(config: Config, log: Logger): Promise<PythonWorkerPool> {
-  const python = choosePython(config);
-  if (Bun.which(python) === null && !fs.existsSync(python)) {
-    process.stderr.write(`bunicorn: error: Python interpreter not found: ${python} (use --python PATH)\n`);
-    process.exit(2);
-  }
-  const pool = new PythonWorkerPool(config, log);
-  try {
-    await pool.boot();
-  } catch {
-    log.flush();
-    process.exit(1);
-  }
-  return pool;
-}
-
 // ==== 14. Logging ====
 
 const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
@@ -3025,6 +3009,22 @@ async function main(argv: string[]): Promise<void> {
     const signals = installSignalHandlers(log, stage);
     signals.serve(listenOrExit(() => startServer({ ...config, stage, logger: log }), log, stage));
   }
+}
+
+async function startPythonStage(config: Config, log: Logger): Promise<PythonWorkerPool> {
+  const python = choosePython(config);
+  if (Bun.which(python) === null && !fs.existsSync(python)) {
+    process.stderr.write(`bunicorn: error: Python interpreter not found: ${python} (use --python PATH)\n`);
+    process.exit(2);
+  }
+  const pool = new PythonWorkerPool(config, log);
+  try {
+    await pool.boot();
+  } catch {
+    log.flush();
+    process.exit(1);
+  }
+  return pool;
 }
 
 function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage): RunningServer {
