@@ -24,8 +24,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-// @ts-expect-error: Bun imports the file as text (and embeds it in the binary); TypeScript has no type for .py
-import WORKER_SOURCE from "./worker.py" with { type: "text" };
+import { type AppExchange, type PythonStage, WorkerBootError, choosePython, createPythonStage } from "./bridge.ts";
 
 // ==== 1. Constants and limits ====
 
@@ -62,6 +61,8 @@ const MAX_BUFFERED_AHEAD_BYTES = 1024 * 1024;
 const OUTBOX_FLUSH_BYTES = 64 * 1024;
 /** How often deadlines are checked; timeouts fire within one tick of their due time. */
 const TIMER_TICK_MS = 250;
+/** Exit status when a worker cannot load the app at start-up (gunicorn's WORKER_BOOT_ERROR). */
+const EXIT_WORKER_BOOT_ERROR = 3;
 
 // ==== 2. Errors ====
 
@@ -1164,7 +1165,7 @@ function serializeRejection(status: number, message: string): string {
  * in section 13) calls setResponse, writeBody and endResponse or failApp; the exchange
  * turns them into bytes with the right framing and hands them to its connection.
  */
-export class Exchange {
+export class Exchange implements AppExchange {
   environ: Environ;
   onAbort: (() => void) | null = null;
   knownLength = -1; // set by a runner that knows the whole body's size
@@ -1304,6 +1305,16 @@ export class Exchange {
     this.onAbort = null;
     onAbort?.();
   }
+
+  // What an app stage in another file (bridge.ts) reaches through AppExchange: the
+  // exchange's own connection, never another's.
+  describe(): string { return requestLine(this.head); }
+  get bufferedBytes(): number { return this.conn.parser.bufferedBytes; }
+  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean } { return this.conn.readReceivedBody(max); }
+  whenBodyReadable(cb: () => void): void { this.conn.onBodyReadable(cb); }
+  flush(): void { this.conn.flush(); }
+  get isBackedUp(): boolean { return this.conn.isBackedUp; }
+  whenDrained(cb: () => void): void { this.conn.whenDrained(cb); }
 }
 
 function requestLine(head: RequestHead): string {
@@ -1757,767 +1768,9 @@ export class Conn {
 type Socket = import("bun").Socket<Conn | undefined>;
 
 // ==== 13. Python workers ====
-// Python apps run in worker processes (worker.py, embedded in the binary). Each worker
-// connects to its own Unix socket here and speaks in frames: a 9-byte header (u32
-// payload length, u8 type, u32 request id), then the payload. The front keeps every
-// HTTP concern; a worker only runs the app. A request goes to the least busy worker
-// with a free thread, else it waits in a bounded queue here, never behind a busy worker.
-
-
-const enum Frame {
-  // front → worker
-  REQ = 1, BODY = 2, BODY_EOF = 3, CANCEL = 4, ABORT = 5, ACK = 6, STOP = 7,
-  // worker → front
-  READY = 20, BOOT_ERROR = 21, START = 22, DATA = 23, END = 24, RESPONSE = 25, ERROR = 26,
-  PULL = 27, STARTED = 28, CANCELLED = 29, SENDFILE = 30,
-}
-const REQ_BODY_INLINE = 1, REQ_BODY_STREAM = 2, REQ_CHUNKED = 4;
-const FRAME_HEADER_BYTES = 9;
-/**
- * Payloads smaller than this are copied into their frame and small frames are joined into
- * one write (one syscall per turn); larger ones are written from the bytes they are in, as
- * copying into fresh memory costs more than the extra write (page faults on new buffers).
- */
-const COPY_PAYLOAD_BELOW_BYTES = 64 * 1024;
-/**
- * A body that is all here when the request is dispatched, and not larger than this, travels
- * inside REQ (as the pieces it came in; see COPY_PAYLOAD_BELOW_BYTES): the worker then
- * never waits on a PULL.
- * The same as MAX_BUFFERED_AHEAD_BYTES, the most a connection reads ahead of its app.
- */
-const MAX_INLINE_BODY_BYTES = 1024 * 1024;
-/** SENDFILE reads the file in pieces this big, pausing while the client is backed up. */
-const SENDFILE_PIECE_BYTES = 256 * 1024;
-/**
- * Requests a worker may hold beyond its threads. They wait in the worker's socket, so it
- * starts the next one without a round trip (one-at-a-time caps near 19k/s, bun-notes.md).
- * The worker runs requests in FIFO order, so of a worker's outstanding requests only the
- * first `threads` can have started: the rest can always be taken back (CANCEL) or re-queued.
- * 16 rather than 4: with 50 clients on 2 workers, 4 left the workers waiting on wake-ups
- * (~15k/s against ~21k/s, hello app, 2 cores); more than 16 gained nothing.
- */
-const PIPELINE_DEPTH = 16;
-/** Pipeline only behind requests younger than this; older ones may hang, so we recall what waits behind them. */
-const PIPELINE_MAX_AGE_MS = 50;
-/**
- * `python -c WORKER_BOOTSTRAP bunicorn-worker`: reads worker.py from stdin and runs it as
- * __main__ (tracebacks name it bunicorn-worker.py); the argument names the process in ps.
- */
-const WORKER_ARGV0 = "bunicorn-worker";
-const WORKER_BOOTSTRAP = 'import sys; exec(compile(sys.stdin.buffer.read(), "bunicorn-worker.py", "exec"))';
-/** A replacement worker that fails to boot is retried after this long. */
-const RESPAWN_BACKOFF_MS = 1000;
-
-export interface PythonStage extends AppStage {
-  reload(): void;
-  addWorker(): void;
-  removeWorker(): void;
-}
-
-function latin1Bytes(s: string): Buffer {
-  return Buffer.from(s, "latin1");
-}
-
-function encodeFrame(type: Frame, id: number, payload: Uint8Array | null): Buffer {
-  return payload === null ? encodeFrameOf(type, id, [], 0) : encodeFrameOf(type, id, [payload], payload.length);
-}
-
-/**
- * A frame whose payload is the pieces, in order, copied in; or only its header, when the
- * payload (`declaredLength` bytes) is to be written after it as it is.
- */
-function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: number, declaredLength = length): Buffer {
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
-  frame.writeUInt32BE(declaredLength, 0);
-  frame[4] = type;
-  frame.writeUInt32BE(id, 5);
-  let off = FRAME_HEADER_BYTES;
-  for (const piece of pieces) {
-    frame.set(piece, off);
-    off += piece.length;
-  }
-  return frame;
-}
-
-/** REQ payload before an inline body: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + the other environ items as k\0v\0…. */
-function encodeRequest(environ: Record<string, string>, flags: number): Buffer {
-  let fields = "";
-  for (const key in environ) {
-    if (key === "PATH_INFO") continue;
-    if (fields !== "") fields += "\0";
-    fields += key + "\0" + environ[key];
-  }
-  const pathBytes = latin1Bytes(environ.PATH_INFO);
-  const fieldBytes = latin1Bytes(fields);
-  const payload = Buffer.allocUnsafe(1 + 4 + pathBytes.length + 4 + fieldBytes.length);
-  payload[0] = flags;
-  payload.writeUInt32BE(pathBytes.length, 1);
-  pathBytes.copy(payload, 5);
-  let off = 5 + pathBytes.length;
-  payload.writeUInt32BE(fieldBytes.length, off);
-  fieldBytes.copy(payload, off + 4);
-  return payload;
-}
-
-/** "status\0name\0value\0…" → [status, headers]. */
-function decodeResponseHead(bytes: Uint8Array): [string, [string, string][]] {
-  const parts = latin1(asBuffer(bytes), 0, bytes.length).split("\0");
-  const headers: [string, string][] = [];
-  for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
-  return [parts[0], headers];
-}
-
-/** One request on its way through a worker. */
-class PyRequest {
-  worker: PyWorker | null = null;
-  startedAt = 0; // when it became one of its worker's first `threads` requests (0: still waiting there)
-  isCancelSent = false;
-  sendfile: Promise<void> | null = null;
-  constructor(readonly id: number, readonly ex: Exchange) {}
-}
-
-type WorkerState = "booting" | "ready" | "retiring" | "dead";
-
-/** One Python process and its socket. */
-class PyWorker {
-  state: WorkerState = "booting";
-  socket: import("bun").Socket<PyWorker> | null = null;
-  readonly requests = new Map<number, PyRequest>();
-  served = 0;
-  pid = 0;
-  private inbox: Buffer[] = []; // the reads of an incomplete frame
-  private inboxBytes = 0;
-  private inboxNeeds = 0; // bytes of the incomplete frame (or of a header, until it is known)
-  // Frames not yet written, in order. Big payloads stay separate pieces (views into the
-  // client's bytes), so a body is never copied on its way to the worker.
-  private outbox: Uint8Array[] = [];
-  private outboxBytes = 0;
-  private isFlushQueued = false;
-  private isWriteBlocked = false; // a write fell short: the rest goes on drain
-  readonly booted: Promise<void>;
-  resolveBoot!: () => void;
-  rejectBoot!: (reason: string) => void;
-
-  constructor(readonly id: number, readonly generation: number, readonly maxRequests: number,
-              readonly proc: import("bun").Subprocess, readonly listener: { stop(): void }) {
-    this.pid = proc.pid;
-    this.booted = new Promise<void>((resolve, reject) => { this.resolveBoot = resolve; this.rejectBoot = reject; });
-    this.booted.catch(() => {});
-  }
-
-  get busy(): number { return this.requests.size; }
-
-  send(type: Frame, id: number, payload: Uint8Array | null = null): void {
-    if (this.state === "dead") return;
-    this.queue(encodeFrame(type, id, payload));
-  }
-
-  /** A frame whose payload is the pieces in order; large ones are queued as they are, not copied. */
-  sendPieces(type: Frame, id: number, pieces: Uint8Array[], length: number): void {
-    if (this.state === "dead") return;
-    if (length < COPY_PAYLOAD_BELOW_BYTES) return this.queue(encodeFrameOf(type, id, pieces, length));
-    this.queue(encodeFrameOf(type, id, [], 0, length));
-    for (const piece of pieces) this.queue(piece);
-  }
-
-  private queue(bytes: Uint8Array): void {
-    this.outbox.push(bytes);
-    this.outboxBytes += bytes.length;
-    if (!this.isFlushQueued) {
-      // Frames made in one turn of the event loop go out in one write: setImmediate runs
-      // after every socket callback of the turn (a microtask would run after each one),
-      // so the requests of many clients reach a worker together, with one wake-up.
-      this.isFlushQueued = true;
-      setImmediate(this.flushQueued);
-    }
-  }
-
-  private readonly flushQueued = (): void => {
-    this.isFlushQueued = false;
-    if (!this.isWriteBlocked) this.writeOutbox();
-  };
-
-  onDrain(): void {
-    this.isWriteBlocked = false;
-    this.writeOutbox();
-  }
-
-  /** Writes the outbox in order: small frames joined into one write, large pieces one write each. */
-  private writeOutbox(): void {
-    const socket = this.socket;
-    if (socket === null) return;
-    while (this.outbox.length > 0) {
-      const data = this.outboxBytes < COPY_PAYLOAD_BELOW_BYTES && this.outbox.length > 1 ? Buffer.concat(this.outbox) : this.outbox[0];
-      const taken = data === this.outbox[0] ? 1 : this.outbox.length;
-      const written = socket.write(data);
-      if (written < 0) return; // closed: onWorkerGone deals with its requests
-      this.outbox.splice(0, taken);
-      this.outboxBytes -= written;
-      if (written < data.length) {
-        this.outbox.unshift(data.subarray(written));
-        this.isWriteBlocked = true;
-        return;
-      }
-    }
-  }
-
-  /**
-   * Split the byte stream into frames. The reads that make up an incomplete frame are
-   * kept as they came and joined once, when the frame is whole: a 1 MiB frame arriving
-   * in 64 KiB reads is copied once, not sixteen times.
-   */
-  *frames(bytes: Buffer): Generator<[Frame, number, Buffer]> {
-    let buf = bytes;
-    if (this.inboxBytes > 0) {
-      this.inbox.push(bytes);
-      this.inboxBytes += bytes.length;
-      if (this.inboxBytes < this.inboxNeeds) return;
-      buf = Buffer.concat(this.inbox, this.inboxBytes);
-      this.inbox = [];
-      this.inboxBytes = 0;
-    }
-    let off = 0;
-    while (buf.length - off >= FRAME_HEADER_BYTES) {
-      const length = buf.readUInt32BE(off);
-      if (buf.length - off - FRAME_HEADER_BYTES < length) break;
-      const type = buf[off + 4] as Frame;
-      const id = buf.readUInt32BE(off + 5);
-      const start = off + FRAME_HEADER_BYTES;
-      off = start + length;
-      yield [type, id, buf.subarray(start, off)];
-    }
-    if (off < buf.length) {
-      const rest = buf.subarray(off);
-      this.inbox = [rest];
-      this.inboxBytes = rest.length;
-      this.inboxNeeds = rest.length >= FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES + rest.readUInt32BE(0) : FRAME_HEADER_BYTES;
-    }
-  }
-}
-
-class PythonWorkerPool implements PythonStage {
-  private readonly workers = new Set<PyWorker>();
-  private readonly queue: PyRequest[] = [];
-  private nextWorkerId = 1;
-  private nextRequestId = 1;
-  private generation = 1;
-  private isStopping = false;
-  /** Where worker sockets are made: an abstract name on Linux ("@…"), else a private temp dir. */
-  private readonly socketBase: string;
-  private readonly dir: string | null;
-  private readonly python: string;
-  private ticker: ReturnType<typeof setInterval> | null = null;
-  private server: Server | null = null;
-
-  constructor(private readonly config: Config, private readonly log: Logger) {
-    // Linux has abstract Unix sockets (no file): then nothing is written anywhere, and even
-    // a front killed with SIGKILL leaves nothing behind. Elsewhere, a private temp dir.
-    if (process.platform === "linux") {
-      this.dir = null;
-      this.socketBase = `@bunicorn-${process.pid}-${Math.random().toString(36).slice(2, 10)}-`;
-    } else {
-      this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "bunicorn-"));
-      this.socketBase = path.join(this.dir, "w");
-    }
-    this.python = choosePython(config);
-    process.on("exit", () => this.cleanUp());
-  }
-
-  /** Start every worker and wait until each has imported the app (nothing listens before). */
-  async boot(): Promise<void> {
-    const first = Array.from({ length: this.config.workers }, () => this.spawnWorker());
-    try {
-      await Promise.all(first.map((w) => w.booted));
-    } catch (reason) {
-      this.log.critical(`Worker failed to boot: ${String(reason)}`);
-      await this.stop(false);
-      throw new Error(String(reason));
-    }
-    this.ticker = setInterval(() => this.checkTimeouts(), TIMER_TICK_MS);
-  }
-
-  private spawnWorker(): PyWorker {
-    const id = this.nextWorkerId++;
-    const socketName = `${this.socketBase}${id}.sock`; // what the worker is told ("@" for an abstract name)
-    let worker!: PyWorker;
-    const pool = this;
-    const listener = Bun.listen<PyWorker>({
-      unix: socketName.startsWith("@") ? "\0" + socketName.slice(1) : socketName,
-      socket: {
-        open(socket) { socket.data = worker; worker.socket = socket; listener.stop(); },
-        data(socket, bytes) { pool.onWorkerData(worker, bytes); },
-        drain() { worker.onDrain(); },
-        close() { pool.onWorkerGone(worker, "its socket closed"); },
-        error() {},
-      },
-    });
-    const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
-    const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
-      BUNICORN_SOCKET: socketName,
-      BUNICORN_APP: this.config.app,
-      BUNICORN_THREADS: String(this.config.threads),
-      BUNICORN_WORKER_ID: String(id),
-      BUNICORN_MULTIPROCESS: this.config.workers > 1 ? "1" : "0",
-      PYTHONUNBUFFERED: "1",
-    };
-    if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
-    if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
-    // The worker program arrives on stdin (it is inside this binary), so no file is written.
-    const proc = Bun.spawn([this.python, "-c", WORKER_BOOTSTRAP, WORKER_ARGV0], {
-      env, stdin: Buffer.from(WORKER_SOURCE), stdout: "pipe", stderr: "pipe",
-      onExit: () => pool.onWorkerGone(worker, "it exited"),
-    });
-    worker = new PyWorker(id, this.generation, this.config.maxRequests > 0 ? this.config.maxRequests + jitter : 0, proc, listener);
-    this.workers.add(worker);
-    this.forwardOutput(worker, proc.stdout as ReadableStream<Uint8Array>, "info");
-    this.forwardOutput(worker, proc.stderr as ReadableStream<Uint8Array>, "error");
-    this.log.info(`Booting worker with pid: ${proc.pid}`);
-    return worker;
-  }
-
-  /** Worker stdout/stderr lines reach the error log, tagged with the worker. */
-  private async forwardOutput(worker: PyWorker, stream: ReadableStream<Uint8Array>, level: "info" | "error"): Promise<void> {
-    const decoder = new TextDecoder();
-    let partial = "";
-    try {
-      for await (const bytes of stream) {
-        partial += decoder.decode(bytes, { stream: true });
-        let nl: number;
-        while ((nl = partial.indexOf("\n")) !== -1) {
-          this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial.slice(0, nl)}`);
-          partial = partial.slice(nl + 1);
-        }
-      }
-    } catch { /* the process is gone */ }
-    if (partial !== "") this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial}`);
-  }
-
-  attach(server: Server): void {
-    this.server = server;
-  }
-
-  // -- requests in --
-
-  handle(ex: Exchange): void {
-    if (this.queue.length >= this.config.backlog) {
-      // Every worker busy and the queue full: say so, and when to come back.
-      ex.failWith(503, "", [["Retry-After", "1"]]);
-      return;
-    }
-    const request = new PyRequest(this.nextRequestId, ex);
-    this.nextRequestId = this.nextRequestId >= 0xffffffff ? 1 : this.nextRequestId + 1;
-    ex.onAbort = () => this.onClientGone(request);
-    this.queue.push(request);
-    this.dispatch();
-  }
-
-  /** Hand queued requests to workers with a free thread, least busy first. */
-  private dispatch(): void {
-    while (this.queue.length > 0) {
-      const worker = this.pickWorker();
-      if (worker === null) return;
-      const request = this.queue.shift()!;
-      if (request.ex.isAborted || request.ex.isDone) continue;
-      this.sendRequest(worker, request);
-    }
-  }
-
-  /** A worker with a free thread, least busy first; else one whose pipeline has room behind young requests. */
-  private pickWorker(): PyWorker | null {
-    const threads = this.config.threads;
-    let best: PyWorker | null = null;
-    for (const w of this.workers) {
-      if (w.state !== "ready" || w.busy >= threads + PIPELINE_DEPTH) continue;
-      if (w.maxRequests > 0 && w.served + w.busy >= w.maxRequests) continue; // --max-requests: never hand it more
-      if (w.busy >= threads && !this.isYoung(w)) continue;
-      if (best === null || w.busy < best.busy) best = w;
-    }
-    return best;
-  }
-
-  /** Every started request of the worker is younger than PIPELINE_MAX_AGE_MS. */
-  private isYoung(worker: PyWorker): boolean {
-    const now = performance.now();
-    let n = 0;
-    for (const r of worker.requests.values()) {
-      if (n++ >= this.config.threads) break;
-      if (now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
-    }
-    return true;
-  }
-
-  private sendRequest(worker: PyWorker, request: PyRequest): void {
-    const ex = request.ex;
-    const conn = ex.conn;
-    let flags = 0;
-    let inline: Uint8Array[] = [];
-    let inlineBytes = 0;
-    if (!ex.head.expectContinue) {
-      // A body that is all here already travels with the request; anything else is pulled.
-      const body = this.takeBodyIfComplete(conn);
-      if (body !== undefined) {
-        inline = body;
-        for (const piece of body) inlineBytes += piece.length;
-        if (inlineBytes > 0) flags |= REQ_BODY_INLINE;
-      } else {
-        flags |= REQ_BODY_STREAM;
-      }
-    } else {
-      flags |= REQ_BODY_STREAM;
-    }
-    if (ex.head.chunked) flags |= REQ_CHUNKED;
-    request.worker = worker;
-    request.startedAt = worker.busy < this.config.threads ? performance.now() : 0;
-    request.isCancelSent = false;
-    worker.requests.set(request.id, request);
-    const fields = encodeRequest(ex.environ, flags);
-    worker.sendPieces(Frame.REQ, request.id, [fields, ...inline], fields.length + inlineBytes);
-  }
-
-  /** The whole body, in the pieces it came in, if it is all here and not large; undefined when it must be streamed. */
-  private takeBodyIfComplete(conn: Conn): Uint8Array[] | undefined {
-    const head = conn.exchange!.head;
-    if (!head.chunked && head.contentLength <= 0) return [];
-    if (head.chunked || head.contentLength > MAX_INLINE_BODY_BYTES || conn.parser.bufferedBytes < head.contentLength) return undefined;
-    const { pieces, isEnd } = conn.readReceivedBody(Infinity);
-    return isEnd ? pieces : undefined; // (always the end: every byte is buffered)
-  }
-
-  private onClientGone(request: PyRequest): void {
-    if (request.worker === null) {
-      // Still queued: drop it before it reaches a worker.
-      const i = this.queue.indexOf(request);
-      if (i !== -1) this.queue.splice(i, 1);
-      return;
-    }
-    request.worker.send(Frame.ABORT, request.id);
-  }
-
-  // -- frames from workers --
-
-  private onWorkerData(worker: PyWorker, bytes: Buffer): void {
-    for (const [type, id, payload] of worker.frames(bytes)) {
-      try {
-        this.onFrame(worker, type, id, payload);
-      } catch (err) {
-        this.log.error(`bad frame ${type} from worker ${worker.id}: ${describeError(err)}`);
-      }
-    }
-  }
-
-  private onFrame(worker: PyWorker, type: Frame, id: number, payload: Buffer): void {
-    if (type === Frame.READY) return this.onReady(worker);
-    if (type === Frame.BOOT_ERROR) {
-      worker.rejectBoot(`worker ${worker.id} could not load the app '${this.config.app}':\n${payload.toString("utf8")}`);
-      return;
-    }
-    const request = worker.requests.get(id);
-    if (request === undefined) return; // an answer for a request already settled (504, client gone)
-    const ex = request.ex;
-    switch (type) {
-      case Frame.RESPONSE: {
-        const headLength = payload.readUInt32BE(0);
-        const [status, headers] = decodeResponseHead(payload.subarray(4, 4 + headLength));
-        const body = payload.subarray(4 + headLength);
-        this.respond(request, () => {
-          ex.setResponse(status, headers);
-          ex.knownLength = body.length;
-          ex.writeBody(body);
-          ex.endResponse();
-        });
-        return this.settle(worker, request);
-      }
-      case Frame.START: {
-        const [status, headers] = decodeResponseHead(payload);
-        return this.respond(request, () => ex.setResponse(status, headers));
-      }
-      case Frame.DATA:
-        this.respond(request, () => ex.writeBody(payload));
-        ex.conn.flush(); // now, so that the ACK below waits for the socket to take these bytes
-        // Credit goes back once the client socket has taken the bytes: that is the backpressure.
-        return ex.conn.whenDrained(() => worker.send(Frame.ACK, id, u32(payload.length)));
-      case Frame.END:
-        if (request.sendfile !== null) {
-          request.sendfile.then(() => this.finishRequest(worker, request));
-          return;
-        }
-        return this.finishRequest(worker, request);
-      case Frame.ERROR:
-        ex.failApp(new PythonError(payload.toString("utf8")));
-        return this.settle(worker, request);
-      case Frame.PULL:
-        return this.answerPull(worker, request, payload.readUInt32BE(0));
-      case Frame.STARTED:
-        return;
-      case Frame.CANCELLED:
-        // Taken back before it started: it goes first in line, to any worker.
-        worker.requests.delete(id);
-        request.worker = null;
-        this.markStarted(worker);
-        this.stopIfRetiredAndIdle(worker); // its last request may be this one
-        if (!request.ex.isAborted && !request.ex.isDone) this.queue.unshift(request);
-        return this.dispatch();
-      case Frame.SENDFILE:
-        request.sendfile = this.sendFile(request, payload);
-        return;
-    }
-  }
-
-  private finishRequest(worker: PyWorker, request: PyRequest): void {
-    this.respond(request, () => request.ex.endResponse());
-    this.settle(worker, request);
-  }
-
-  /** Run a response step unless the client is gone; an app's bad status or header becomes its 500. */
-  private respond(request: PyRequest, step: () => void): void {
-    const ex = request.ex;
-    if (ex.isDone || ex.isAborted) return;
-    try {
-      step();
-    } catch (err) {
-      ex.failApp(err);
-      request.worker?.send(Frame.ABORT, request.id);
-    }
-  }
-
-  /** The worker is done with a request: free its thread, recycle it if it has served enough. */
-  private settle(worker: PyWorker, request: PyRequest): void {
-    worker.requests.delete(request.id);
-    request.worker = null;
-    worker.served++;
-    this.markStarted(worker);
-    if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
-      this.log.info(`Worker ${worker.id} (pid ${worker.pid}) served ${worker.served} requests; recycling`);
-      this.retire(worker);
-      this.spawnReplacement();
-    }
-    this.stopIfRetiredAndIdle(worker);
-    this.dispatch();
-  }
-
-  /** A retired worker is told to exit once it holds no request (answered or taken back). */
-  private stopIfRetiredAndIdle(worker: PyWorker): void {
-    if (worker.state === "retiring" && worker.busy === 0) worker.send(Frame.STOP, 0);
-  }
-
-  /** A thread came free: the first waiting request in the worker's FIFO starts now. */
-  private markStarted(worker: PyWorker): void {
-    let n = 0;
-    for (const r of worker.requests.values()) {
-      if (n++ >= this.config.threads) return;
-      if (r.startedAt === 0) r.startedAt = performance.now();
-    }
-  }
-
-  private answerPull(worker: PyWorker, request: PyRequest, max: number): void {
-    const ex = request.ex;
-    if (ex.isAborted || ex.isDone) return worker.send(Frame.BODY_EOF, request.id);
-    // Everything already received, up to max, goes in one BODY frame: the worker takes one
-    // BODY per PULL, and a round trip per socket read would cap uploads far below the wire.
-    const { pieces, bytes, isEnd } = ex.conn.readReceivedBody(max);
-    if (bytes > 0) worker.sendPieces(Frame.BODY, request.id, pieces, bytes);
-    if (isEnd) worker.send(Frame.BODY_EOF, request.id);
-    else if (bytes === 0 && !ex.isAborted && !ex.isDone) ex.conn.onBodyReadable(() => this.answerPull(worker, request, max));
-  }
-
-  /** wsgi.file_wrapper: the front reads the file itself, in pieces, as the client takes them. */
-  private async sendFile(request: PyRequest, payload: Buffer): Promise<void> {
-    const ex = request.ex;
-    const offset = payload.readUInt32BE(0) * 2 ** 32 + payload.readUInt32BE(4);
-    const hi = payload.readUInt32BE(8), lo = payload.readUInt32BE(12);
-    const toEnd = hi === 0xffffffff && lo === 0xffffffff;
-    const file = Buffer.from(payload.subarray(16)); // the path's raw bytes, as the OS knows them
-    let fd = -1;
-    try {
-      fd = fs.openSync(file, "r");
-      let left = toEnd ? Infinity : hi * 2 ** 32 + lo;
-      let position = offset;
-      const piece = Buffer.allocUnsafe(SENDFILE_PIECE_BYTES);
-      while (left > 0 && !ex.isAborted && !ex.isDone) {
-        const n = fs.readSync(fd, piece, 0, Math.min(piece.length, left), position);
-        if (n === 0) break;
-        position += n;
-        left -= n;
-        this.respond(request, () => ex.writeBody(Buffer.from(piece.subarray(0, n))));
-        if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
-      }
-    } catch (err) {
-      ex.failApp(err);
-    } finally {
-      if (fd !== -1) fs.closeSync(fd);
-    }
-  }
-
-  // -- worker life --
-
-  private onReady(worker: PyWorker): void {
-    if (worker.state !== "booting") return;
-    worker.state = "ready";
-    worker.resolveBoot();
-    // A new generation (SIGHUP) takes over one old worker for each new one ready.
-    if (worker.generation === this.generation) {
-      const old = [...this.workers].find((w) => w.generation < this.generation && w.state === "ready");
-      if (old !== undefined) this.retire(old);
-    }
-    this.dispatch();
-  }
-
-  private retire(worker: PyWorker): void {
-    worker.state = "retiring";
-    this.stopIfRetiredAndIdle(worker);
-  }
-
-  private spawnReplacement(): void {
-    if (this.isStopping) return;
-    const live = [...this.workers].filter((w) => w.state === "ready" || w.state === "booting").length;
-    if (live >= this.config.workers) return;
-    const worker = this.spawnWorker();
-    worker.booted.catch((reason) => {
-      this.log.error(`Replacement worker failed to boot; retrying in ${RESPAWN_BACKOFF_MS} ms: ${reason}`);
-    });
-  }
-
-  /** A worker's process exited or its socket closed: settle what it held, replace it. */
-  private onWorkerGone(worker: PyWorker, why: string): void {
-    if (worker.state === "dead") return;
-    const wasRetiring = worker.state === "retiring";
-    const wasBooting = worker.state === "booting";
-    worker.state = "dead";
-    worker.listener.stop();
-    try { worker.proc.kill("SIGKILL"); } catch { /* already gone */ }
-    worker.socket?.end();
-    this.workers.delete(worker);
-    if (wasBooting) worker.rejectBoot(`worker ${worker.id} (pid ${worker.pid}) exited before it was ready`);
-    let n = 0;
-    const requeue: PyRequest[] = [];
-    for (const request of worker.requests.values()) {
-      request.worker = null;
-      if (n++ < this.config.threads) {
-        // It may have run: answering 502 is honest; running it again is not.
-        request.ex.failWith(502, "");
-      } else if (!request.ex.isAborted && !request.ex.isDone) {
-        requeue.push(request); // never started (FIFO): another worker serves it
-      }
-    }
-    this.queue.unshift(...requeue);
-    worker.requests.clear();
-    if (!wasRetiring && !wasBooting && !this.isStopping) this.log.error(`Worker ${worker.id} (pid ${worker.pid}) died: ${why}`);
-    if (this.isStopping) return;
-    if (wasBooting && this.server !== null) {
-      setTimeout(() => this.spawnReplacement(), RESPAWN_BACKOFF_MS);
-    } else {
-      this.spawnReplacement();
-    }
-    this.dispatch();
-  }
-
-  /** --timeout: a request running too long gets 504; its worker is killed and replaced. */
-  private checkTimeouts(): void {
-    const limit = this.config.timeoutS * 1000;
-    const now = performance.now();
-    for (const worker of [...this.workers]) {
-      if (worker.state === "dead") continue;
-      this.recallWaiting(worker, now);
-      for (const request of worker.requests.values()) {
-        if (request.startedAt === 0 || now - request.startedAt < limit) continue;
-        this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${requestLine(request.ex.head)} after ${this.config.timeoutS}s`);
-        worker.requests.delete(request.id);
-        request.ex.failWith(504, "");
-        this.onWorkerGone(worker, "killed after a request timed out");
-        break;
-      }
-    }
-  }
-
-  /** Requests waiting behind one that runs long may wait behind a hang: take them back. */
-  private recallWaiting(worker: PyWorker, now: number): void {
-    if (worker.busy <= this.config.threads) return;
-    let n = 0, isStuck = true;
-    for (const r of worker.requests.values()) {
-      if (n++ < this.config.threads) {
-        if (r.startedAt !== 0 && now - r.startedAt < PIPELINE_MAX_AGE_MS) isStuck = false;
-        continue;
-      }
-      if (!isStuck) return;
-      if (!r.isCancelSent) {
-        r.isCancelSent = true;
-        worker.send(Frame.CANCEL, r.id);
-      }
-    }
-  }
-
-  reload(): void {
-    if (this.isStopping) return;
-    this.generation++;
-    this.log.info(`Reloading: starting ${this.config.workers} new workers`);
-    for (let i = 0; i < this.config.workers; i++) {
-      const worker = this.spawnWorker();
-      worker.booted.catch((reason) => {
-        this.log.error(`Reload failed; old workers keep serving: ${reason}`);
-      });
-    }
-  }
-
-  addWorker(): void {
-    this.config.workers++;
-    this.log.info(`Number of workers: ${this.config.workers}`);
-    this.spawnReplacement();
-  }
-
-  removeWorker(): void {
-    if (this.config.workers <= 1) return;
-    this.config.workers--;
-    this.log.info(`Number of workers: ${this.config.workers}`);
-    const victim = [...this.workers].filter((w) => w.state === "ready").sort((a, b) => a.busy - b.busy)[0];
-    if (victim !== undefined) this.retire(victim);
-  }
-
-  /** Graceful: workers finish what they hold and exit; otherwise (or past 3 s) they are killed. */
-  async stop(graceful: boolean): Promise<void> {
-    this.isStopping = true;
-    if (this.ticker !== null) clearInterval(this.ticker);
-    for (const request of this.queue.splice(0)) request.ex.failWith(503, "", [["Retry-After", "1"]]);
-    for (const worker of this.workers) {
-      if (graceful) this.retire(worker);
-      else worker.proc.kill("SIGKILL");
-    }
-    const deadline = Date.now() + (graceful ? 3000 : 500);
-    while (this.workers.size > 0 && Date.now() < deadline) await Bun.sleep(10);
-    for (const worker of this.workers) worker.proc.kill("SIGKILL");
-    this.cleanUp();
-  }
-
-  private cleanUp(): void {
-    for (const worker of this.workers) {
-      try { worker.proc.kill("SIGKILL"); } catch { /* gone */ }
-    }
-    if (this.dir !== null) {
-      try { fs.rmSync(this.dir, { recursive: true, force: true }); } catch { /* gone */ }
-    }
-  }
-}
-
-class PythonError extends Error {
-  constructor(readonly traceback: string) {
-    super(traceback.trimEnd().split("\n").pop() ?? "Python exception");
-    this.stack = traceback.trimEnd();
-  }
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n, 0);
-  return b;
-}
-
-/** --python, else the active virtualenv's, else python3 on PATH. */
-function choosePython(config: Config): string {
-  if (config.python !== null) return config.python;
-  const venv = process.env.VIRTUAL_ENV;
-  if (venv && fs.existsSync(path.join(venv, "bin", "python"))) return path.join(venv, "bin", "python");
-  return "python3";
-}
+// Python apps run in supervised worker processes: bridge.ts (the front's side) and
+// worker.py (the worker's). The pool there is an AppStage like the TypeScript one below,
+// and drives each exchange through the AppExchange interface that Exchange implements.
 
 // ==== 14. Logging ====
 
@@ -2976,7 +2229,6 @@ export function startServer(options: Partial<Config> & { app?: string; handler?:
   let server: Server;
   const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
   server = new Server(config, stage, log);
-  (stage as Partial<PythonWorkerPool>).attach?.(server);
   server.listen();
   return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
 }
@@ -3011,18 +2263,19 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-async function startPythonStage(config: Config, log: Logger): Promise<PythonWorkerPool> {
+async function startPythonStage(config: Config, log: Logger): Promise<PythonStage> {
   const python = choosePython(config);
   if (Bun.which(python) === null && !fs.existsSync(python)) {
     process.stderr.write(`bunicorn: error: Python interpreter not found: ${python} (use --python PATH)\n`);
     process.exit(2);
   }
-  const pool = new PythonWorkerPool(config, log);
+  const pool = createPythonStage(config, log);
   try {
     await pool.boot();
-  } catch {
+  } catch (err) {
     log.flush();
-    process.exit(1);
+    // gunicorn's WORKER_BOOT_ERROR: the app cannot start, so restarting the server will not help.
+    process.exit(err instanceof WorkerBootError ? EXIT_WORKER_BOOT_ERROR : 1);
   }
   return pool;
 }
@@ -3054,6 +2307,7 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
       return;
     }
     isStopping = true;
+    stage?.beginDrain(); // a worker that dies from now on is not replaced
     log.info(`Handling signal: ${signal}; ${graceful ? `finishing in-flight requests (up to ${running.server.config.gracefulTimeoutS}s)` : "stopping now"}`);
     await running.stop(graceful);
     log.info("Shutting down: Master");

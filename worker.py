@@ -1,9 +1,12 @@
 """bunicorn Python worker: runs a WSGI app (PEP 3333) for the Bun front.
 
 The front runs this program with `python -c` (its source on stdin, so no file is
-written) and listens on a Unix stream socket (BUNICORN_SOCKET, "@name" for an
-abstract one); this process connects to it, imports the app (BUNICORN_APP), sends
-READY and then serves requests that arrive as frames. Every frame, in both directions, is a 9-byte header `!IBI`
+written) with two socketpairs as fd 3 and fd 4, whose other ends only the front holds:
+fd 3 is the data channel (requests, bodies, responses, credit, in order), fd 4 the
+control channel (CANCEL and ABORT of requests not started, and their answers), read
+by a thread of its own so that a request waiting behind a slow one can be taken back
+while the app runs. This process imports the app (BUNICORN_APP), sends READY and then
+serves requests that arrive as frames. Every frame, in both directions, is a 9-byte header `!IBI`
 (payload length, type, request id) followed by the payload. Strings on the wire
 are latin-1 (PEP 3333 "bytes as native strings"); "fields" are strings joined
 with NUL. A REQ payload is: u8 flags, u32 length + PATH_INFO, u32 length + the
@@ -21,7 +24,11 @@ Threading: with BUNICORN_THREADS == 1 the app runs on the thread that reads the
 socket; whenever the app needs something from the front (body bytes, ACK
 credit) that same thread reads frames until the answer arrives. With T > 1 the
 main thread only reads and routes frames, T pool threads run requests in FIFO
-order, and socket writes are serialized by a lock.
+order. In both modes the control thread takes back requests that have not started,
+and writes on the data channel too: writes there are serialized by a lock. A request
+is marked started under the lock that a take-back holds, so it is either started or
+taken back, never both; the answer to a take-back goes on the data channel, after
+whatever the worker already said of that request.
 
 Standard library only; Python >= 3.9.
 """
@@ -55,6 +62,8 @@ FLAG_BODY_STREAM = 2
 FLAG_CHUNKED = 4
 FLAG_ACK_START = 8
 
+DATA_FD, CONTROL_FD = 3, 4
+
 HEADER = struct.Struct("!IBI")          # payload length, type, request id
 HEADER_SIZE = HEADER.size               # 9
 HEADER_U32 = struct.Struct("!IBII")     # header followed by one u32 (PULL, RESPONSE head length)
@@ -70,6 +79,12 @@ READ_ALL_PULL_BYTES = 1024 * 1024       # PULL size while read() drains the whol
 RESPONSE_MAX_BODY_BYTES = WINDOW_BYTES  # bigger list bodies go out as DATA under flow control
 SENDMSG_MIN_BYTES = 64 * 1024           # above this, header and body go out without concatenation
 RECV_BUFFER_BYTES = 256 * 1024
+CONTROL_RECV_BYTES = 4096
+MAX_TAKEN_BACK = 4096                   # take-backs remembered for requests not read yet (or done)
+# Signals the front handles: one sent to the whole process group (systemd's KillMode,
+# Ctrl-C in a terminal, `timeout`) must act as if sent to the front alone, which tells
+# the workers what to do over the data channel.
+FRONT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGWINCH")
 SPIN_S = 0.00005                        # T == 1: poll this long for the next request before sleeping in recv
 POLL_AFTER_S = 0.001                    # T == 1: peek at the socket between app steps after this long
 PPID_CHECK_S = 1.0
@@ -442,8 +457,11 @@ class Request:
 # ==== 5. The worker ====
 
 class Worker:
-    def __init__(self, sock, app, threads, multiprocess):
+    def __init__(self, sock, control, app, threads, multiprocess):
         self.sock = sock
+        self.control = control
+        self.taken_back = {}      # rid -> answer, for a CANCEL/ABORT that came before its REQ
+        self.tail = b""           # T == 1: the last request's final frame, sent with the next STARTED
         self.app = app
         self.threads = threads
         self.reqs = {}
@@ -468,20 +486,10 @@ class Worker:
             "wsgi.file_wrapper": FileWrapper,
         }
         self.queue = queue.SimpleQueue()
-        if threads == 1:
-            self.send = self._send_unlocked
-            self.wait = self._wait_inline
-        else:
-            self.send = self._send_locked
-            self.wait = self._wait_threaded
+        self.send = self._send_locked  # the control thread writes on the data channel too
+        self.wait = self._wait_inline if threads == 1 else self._wait_threaded
 
     # -- writing --
-
-    def _send_unlocked(self, data):
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            self.die()
 
     def _send_locked(self, data):
         try:
@@ -501,8 +509,7 @@ class Worker:
         """One frame as two buffers, without copying the body."""
         total = len(head) + len(body)
         try:
-            if self.threads > 1:
-                self.write_lock.acquire()
+            self.write_lock.acquire()
             try:
                 sent = self.sock.sendmsg([head, body])
                 if sent < total:
@@ -511,8 +518,7 @@ class Worker:
                         sent = len(head)
                     self.sock.sendall(memoryview(body)[sent - len(head):])
             finally:
-                if self.threads > 1:
-                    self.write_lock.release()
+                self.write_lock.release()
         except OSError:
             self.die()
 
@@ -656,21 +662,65 @@ class Worker:
             elif typ == BODY_EOF:
                 req.body_eof = True
                 req.pulling = False
-            elif typ == CANCEL:
-                if not req.started:
-                    self._drop(req)
-                    self.send_frame(CANCELLED, rid)
+            elif typ == CANCEL or typ == ABORT:
+                answer = self._take_back(req, typ)
+                if answer is not None:
+                    self.send_frame(answer, rid)
                 return
-            elif typ == ABORT:
-                req.aborted = True
-                if not req.started:
-                    self._drop(req)
-                    self.send_frame(END, rid)
-                    return
             else:
                 return
             if req.cond is not None:
                 req.cond.notify_all()
+
+    def _take_back(self, req, typ):
+        """CANCEL or ABORT of a known request (lock held): the frame to answer, if any.
+
+        One that has not started is dropped: CANCELLED (the front re-sends it elsewhere)
+        or END (ABORT: its client is gone). A started one only learns of an ABORT."""
+        if typ == ABORT:
+            req.aborted = True
+        if not req.started:
+            self._drop(req)
+            return CANCELLED if typ == CANCEL else END
+        if req.cond is not None:
+            req.cond.notify_all()
+        return None
+
+    # -- the control channel (its own thread) --
+
+    def serve_control(self):
+        """Take back requests that have not started, even while the app runs on the data thread."""
+        buf = b""
+        while True:
+            try:
+                chunk = self.control.recv(CONTROL_RECV_BYTES)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return  # the front is gone: the data channel tells the other threads
+            buf += chunk
+            while len(buf) >= HEADER_SIZE:
+                plen, typ, rid = HEADER.unpack_from(buf)
+                if len(buf) < HEADER_SIZE + plen:
+                    break
+                buf = buf[HEADER_SIZE + plen:]
+                if typ == CANCEL or typ == ABORT:
+                    self.on_control(typ, rid)
+
+    def on_control(self, typ, rid):
+        with self.lock:
+            req = self.reqs.get(rid)
+            if req is None:
+                # Not read yet: it waits in the data channel (behind a running app, with T == 1).
+                # Or already done: then the answer below comes after its end and is ignored.
+                self.taken_back[rid] = True
+                if len(self.taken_back) > MAX_TAKEN_BACK:
+                    del self.taken_back[next(iter(self.taken_back))]
+                answer = CANCELLED if typ == CANCEL else END
+            else:
+                answer = self._take_back(req, typ)
+        if answer is not None:
+            self.send_frame(answer, rid)
 
     def _drop(self, req):
         """Forget a request that never started (lock held)."""
@@ -703,18 +753,18 @@ class Worker:
         if flags & FLAG_CHUNKED:
             environ["wsgi.input_terminated"] = True
         with self.lock:
+            if self.taken_back.pop(rid, None) is not None:
+                return  # taken back (and answered) over the control channel before it was read
             self.reqs[rid] = req
             self.inflight += 1
-        if self.threads == 1:
-            self.pending.append(req)
-        else:
+            if self.threads == 1:
+                self.pending.append(req)
+        if self.threads > 1:
             self.queue.put(req)
 
     # -- running the app --
 
     def run_request(self, req):
-        if req.flags & FLAG_ACK_START:
-            self.send_frame(STARTED, req.rid)
         result = None
         error = None
         try:
@@ -726,7 +776,7 @@ class Worker:
                 body = b"".join(result)
                 if len(body) <= RESPONSE_MAX_BODY_BYTES:
                     if req.aborted:
-                        self.send_frame(END, req.rid)  # after ABORT only END/ERROR are wanted
+                        self.send_last(HEADER.pack(0, END, req.rid))  # after ABORT only END/ERROR are wanted
                     else:
                         self._send_response(req, body)
                     return
@@ -746,12 +796,23 @@ class Worker:
                     # The front never hears of this one: log it here.
                     sys.stderr.write("close() of the app's iterable raised:\n" + close_error)
                     sys.stderr.flush()
-        if req.aborted:
-            self.send_frame(END, req.rid)
-        elif error is not None:
-            self.send_error(req, error)
+        if req.aborted or error is None:
+            self.send_last(HEADER.pack(0, END, req.rid))
         else:
-            self.send_frame(END, req.rid)
+            self.send_error(req, error)
+
+    def send_last(self, frame):
+        """A request's final frame (small). T == 1: held, to go out in one write with the
+        next request's STARTED (or alone, before this thread waits for anything)."""
+        if self.threads == 1:
+            self.tail += frame
+        else:
+            self.send(frame)
+
+    def flush_tail(self):
+        if self.tail:
+            tail, self.tail = self.tail, b""
+            self.send(tail)
 
     def _send_response(self, req, body):
         head = req.head
@@ -759,7 +820,7 @@ class Worker:
         bl = len(body)
         framed = HEADER_U32.pack(4 + hl + bl, RESPONSE, req.rid, hl)
         if bl < SENDMSG_MIN_BYTES:
-            self.send(b"".join((framed, head, body)))
+            self.send_last(b"".join((framed, head, body)))
         else:
             self.send_two(framed + head, body)
         req.head_sent = True
@@ -793,19 +854,32 @@ class Worker:
     def serve_inline(self):
         """T == 1: read frames and run queued requests on this thread."""
         pending = self.pending
+        lock = self.lock
         while True:
             if pending:
-                self.poll()  # a slow previous request may have left a CANCEL unread
-                if not pending:
+                self.poll()  # an ABORT may wait unread
+                with lock:
+                    req = pending.popleft() if pending else None
+                    if req is not None:
+                        req.started = True
+                if req is None:
                     continue
-                req = pending.popleft()
-                req.started = True
+                out = self.tail
+                if req.flags & FLAG_ACK_START:
+                    out += HEADER.pack(0, STARTED, req.rid)
+                if out:
+                    self.tail = b""
+                    self.send(out)
                 try:
                     self.run_request(req)
                 finally:
-                    del self.reqs[req.rid]
-                    self.inflight -= 1
+                    with lock:
+                        del self.reqs[req.rid]
+                        self.inflight -= 1
+                if not pending:
+                    self.flush_tail()  # nothing to send it with: now, before any wait
                 continue
+            self.flush_tail()
             if self.stopping:
                 return
             # Under load the next request is usually a few microseconds away: polling for it
@@ -840,6 +914,8 @@ class Worker:
                 if req.cancelled:
                     continue
                 req.started = True
+            if req.flags & FLAG_ACK_START:
+                self.send_frame(STARTED, req.rid)
             try:
                 self.run_request(req)
             except BaseException:
@@ -865,26 +941,26 @@ def _watch_parent(ppid):
             os._exit(0)
 
 
-def socket_address(name):
-    """A name starting with "@" stands for Linux's abstract socket of that name after a NUL
-    (the front cannot pass a NUL in an environment variable)."""
-    return "\0" + name[1:] if name.startswith("@") else name
+def ignore_front_signals():
+    for name in FRONT_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def main():
     env = os.environ
+    ignore_front_signals()
     try:
         sys.stdout.reconfigure(line_buffering=True)  # app prints reach the front's log promptly
     except (AttributeError, ValueError):
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the front, which sends STOP
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="bunicorn-ppid", daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(os.getppid(), ), name="bunicorn-ppid", daemon=True).start()
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(socket_address(env["BUNICORN_SOCKET"]))
-    except (KeyError, OSError) as e:
-        sys.stderr.write("bunicorn worker: cannot connect to the front socket: %r\n" % (e,))
+        sock = socket.socket(fileno=DATA_FD)
+        control = socket.socket(fileno=CONTROL_FD)
+    except OSError as e:
+        sys.stderr.write("bunicorn worker: fd %d and %d must be the front's socketpairs: %r\n" % (DATA_FD, CONTROL_FD, e))
         sys.exit(1)
 
     try:
@@ -892,18 +968,19 @@ def main():
         prepare_sys_path(env)
         app = load_app(env.get("BUNICORN_APP", ""))
     except BaseException:
+        # The traceback goes to the front once, in BOOT_ERROR (stderr only if that fails).
         text = traceback.format_exc()
-        sys.stderr.write(text)
-        sys.stderr.flush()
         payload = text.encode("utf-8", "replace")
         try:
             sock.sendall(HEADER.pack(len(payload), BOOT_ERROR, 0) + payload)
         except OSError:
-            pass
+            sys.stderr.write(text)
+            sys.stderr.flush()
         sys.stdout.flush()
         os._exit(1)
 
-    worker = Worker(sock, app, threads, env.get("BUNICORN_MULTIPROCESS") == "1")
+    worker = Worker(sock, control, app, threads, env.get("BUNICORN_MULTIPROCESS") == "1")
+    threading.Thread(target=worker.serve_control, name="bunicorn-control", daemon=True).start()
     worker.send_frame(READY, 0, str(os.getpid()).encode("ascii"))
     if threads == 1:
         worker.serve_inline()

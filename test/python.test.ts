@@ -88,22 +88,26 @@ describe("APP forms", () => {
     return { code, stderr };
   }
 
-  test("an import error: the Python traceback on stderr, exit 1, nothing listening", async () => {
-    const { code, stderr } = await bootFailure("broken", ["--chdir", PYAPPS]);
-    expect(code).toBe(1);
-    expect(stderr).toContain("Traceback (most recent call last):");
-    expect(stderr).toContain("in _helper_that_fails");
-    expect(stderr).toContain("RuntimeError: broken-app-import-marker");
+  test("an import error: the Python traceback on stderr once, every time; exit 3 (gunicorn's worker boot error)", async () => {
+    // Four runs at once: the traceback must not depend on whether the worker's exit or its
+    // last frame is seen first.
+    const runs = await Promise.all([1, 2, 3, 4].map(() => bootFailure("broken", ["--chdir", PYAPPS])));
+    for (const { code, stderr } of runs) {
+      expect(code).toBe(3);
+      expect(stderr.split("Traceback (most recent call last):").length - 1).toBe(1);
+      expect(stderr).toContain("in _helper_that_fails");
+      expect(stderr).toContain("RuntimeError: broken-app-import-marker");
+    }
   }, 30_000);
 
-  test("a missing module or attribute also exits 1 with the reason", async () => {
+  test("a missing module or attribute also exits 3 with the reason", async () => {
     const [missingModule, missingAttr] = await Promise.all([
       bootFailure("no_such_module_xyz:app", ["--chdir", PYAPPS]),
       bootFailure("forms_both:no_such_callable", ["--chdir", PYAPPS]),
     ]);
-    expect(missingModule.code).toBe(1);
+    expect(missingModule.code).toBe(3);
     expect(missingModule.stderr).toContain("ModuleNotFoundError: No module named 'no_such_module_xyz'");
-    expect(missingAttr.code).toBe(1);
+    expect(missingAttr.code).toBe(3);
     expect(missingAttr.stderr).toContain("no_such_callable");
   }, 30_000);
 });

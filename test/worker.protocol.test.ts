@@ -1,30 +1,24 @@
-// The Python worker protocol (spec: "Python worker protocol"), tested against worker.py
-// with this file playing the front: a Unix socket listener, a spawned `python3 worker.py`,
-// and raw frames in both directions.
+// The Python worker protocol, tested against worker.py with this file playing the front:
+// a spawned `python3 worker.py` with its two socketpairs (fd 3 data, fd 4 control), and
+// raw frames in both directions. The frame numbers come from bridge.ts, the front's side.
 import { test, expect, afterEach } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { CONTROL_FD, DATA_FD, FRAME, FRAME_HEADER_BYTES, REQ_FLAG, encodeFrame as encodeTypedFrame } from "../bridge.ts";
 
 const WORKER_PY = join(import.meta.dir, "..", "worker.py");
 
-// Frame types (front -> worker, then worker -> front).
-const REQ = 1, BODY = 2, BODY_EOF = 3, CANCEL = 4, ABORT = 5, ACK = 6, STOP = 7;
-const READY = 20, BOOT_ERROR = 21, START = 22, DATA = 23, END = 24, RESPONSE = 25, ERROR = 26,
-  PULL = 27, STARTED = 28, CANCELLED = 29, SENDFILE = 30;
-const FLAG_BODY_INLINE = 1, FLAG_BODY_STREAM = 2, FLAG_CHUNKED = 4, FLAG_ACK_START = 8;
+const { REQ, BODY, BODY_EOF, CANCEL, ABORT, ACK, STOP, READY, BOOT_ERROR, START, DATA, END, RESPONSE, ERROR,
+  PULL, STARTED, CANCELLED, SENDFILE } = FRAME;
+const { BODY_INLINE: FLAG_BODY_INLINE, BODY_STREAM: FLAG_BODY_STREAM, CHUNKED: FLAG_CHUNKED, ACK_START: FLAG_ACK_START } = REQ_FLAG;
 const WINDOW_BYTES = 1 << 20;
 
 interface Frame { type: number; id: number; payload: Buffer }
 
 function encodeFrame(type: number, id: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const out = Buffer.allocUnsafe(9 + payload.length);
-  out.writeUInt32BE(payload.length, 0);
-  out.writeUInt8(type, 4);
-  out.writeUInt32BE(id, 5);
-  out.set(payload, 9);
-  return out;
+  return encodeTypedFrame(type as any, id, payload);
 }
 
 function u32(n: number): Buffer {
@@ -75,7 +69,7 @@ function parseResponse(payload: Buffer) {
   return { ...parseStart(payload.subarray(4, 4 + headLen)), body: payload.subarray(4 + headLen) };
 }
 
-const frameName = (t: number) => ({ 20: "READY", 21: "BOOT_ERROR", 22: "START", 23: "DATA", 24: "END", 25: "RESPONSE", 26: "ERROR", 27: "PULL", 28: "STARTED", 29: "CANCELLED", 30: "SENDFILE" } as Record<number, string>)[t] ?? String(t);
+const frameName = (t: number) => Object.entries(FRAME).find(([, v]) => v === t)?.[0] ?? String(t);
 
 /** A fake front: listens, spawns the worker, records frames, answers PULLs and ACKs on request. */
 class FakeFront {
@@ -90,8 +84,8 @@ class FakeFront {
   autoAck = true;
   dataBytes = new Map<number, number>();
   closed = false;
-  private listener!: ReturnType<typeof Bun.listen>;
   private sock: any = null;
+  private control: any = null;
   private inbuf: Buffer = Buffer.alloc(0);
   private outq: Buffer[] = [];
   private waiters: (() => void)[] = [];
@@ -104,27 +98,13 @@ class FakeFront {
   async start(appSource: string, opts: { app?: string; threads?: number; env?: Record<string, string>; files?: Record<string, string>; viaShell?: boolean } = {}) {
     writeFileSync(join(this.dir, "wpapp.py"), appSource);
     for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(this.dir, name), text);
-    const socketPath = join(this.dir, "front.sock");
-    let onConnect!: () => void;
-    this.connected = new Promise((r) => (onConnect = r));
-    const front = this;
-    this.listener = Bun.listen({
-      unix: socketPath,
-      socket: {
-        open(s) { front.sock = s; onConnect(); },
-        data(_s, chunk) { front.onData(Buffer.from(chunk)); },
-        drain() { front.flush(); },
-        close() { front.closed = true; front.wake(); },
-        error() {},
-      },
-    });
     // viaShell: the worker's parent is a shell that can be killed on its own (parent-change test).
     const cmd = opts.viaShell ? ["sh", "-c", `python3 '${WORKER_PY}' & wait`] : ["python3", WORKER_PY];
     this.proc = Bun.spawn(cmd, {
       cwd: this.dir,
+      stdio: ["ignore", "pipe", "pipe", "socket-fd", "socket-fd"],
       env: {
         ...process.env,
-        BUNICORN_SOCKET: socketPath,
         BUNICORN_APP: opts.app ?? "wpapp",
         BUNICORN_THREADS: String(opts.threads ?? 1),
         BUNICORN_WORKER_ID: "1",
@@ -132,9 +112,22 @@ class FakeFront {
         BUNICORN_CHDIR: this.dir,
         ...opts.env,
       },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    } as any);
+    const front = this;
+    const fds = (this.proc as any).stdio as number[];
+    this.connected = (async () => {
+      this.sock = await (Bun.connect as any)({
+        fd: fds[DATA_FD],
+        socket: {
+          data(_s: unknown, chunk: Buffer) { front.onData(Buffer.from(chunk)); },
+          drain() { front.flush(); },
+          close() { front.closed = true; front.wake(); },
+          error() {},
+        },
+      });
+      this.control = await (Bun.connect as any)({ fd: fds[CONTROL_FD], socket: { data() {}, close() {}, error() {} } });
+      this.flush();
+    })();
     this.collect(this.proc.stdout as ReadableStream<Uint8Array>, "stdout");
     this.collect(this.proc.stderr as ReadableStream<Uint8Array>, "stderr");
     front_registry.push(this);
@@ -207,6 +200,11 @@ class FakeFront {
     this.flush();
   }
 
+  /** A take-back (CANCEL, ABORT) over the control channel, read even while an app runs. */
+  sendControl(type: number, id: number) {
+    this.control.write(encodeFrame(type, id));
+  }
+
   sendReq(id: number, spec: ReqSpec) {
     this.send(REQ, id, encodeReq(spec));
   }
@@ -252,7 +250,7 @@ class FakeFront {
 
   stop() {
     try { this.proc?.kill(9); } catch {}
-    try { this.listener?.stop(true); } catch {}
+    try { this.sock?.terminate(); this.control?.terminate(); } catch {}
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -687,7 +685,39 @@ def application(environ, start_response):
     return [environ["PATH_INFO"].encode()]
 `;
 
-test("CANCEL of a request that has not started (T=1, first one sleeping) -> CANCELLED", async () => {
+test("CANCEL over the control channel while the app runs (T=1): CANCELLED comes before the running request ends", async () => {
+  const front = await startWorker(SLEEP_APP);
+  front.sendReq(1, { path: "/first", query: "0.6", flags: FLAG_ACK_START });
+  expect([frameName((await front.next()).type)]).toEqual(["STARTED"]);
+  front.sendReq(2, { path: "/second", flags: FLAG_ACK_START });
+  front.sendControl(CANCEL, 2);
+  const frames = [await front.next(), await front.next()];
+  // The app of request 1 still sleeps when request 2 is given back: the front can send it elsewhere.
+  expect(frames.map((f) => [frameName(f.type), f.id])).toEqual([["CANCELLED", 2], ["RESPONSE", 1]]);
+  expect(existsSync(join(front.dir, "ran-second"))).toBe(false);
+  // CANCEL of a finished request is answered after its end, and the worker goes on.
+  front.sendControl(CANCEL, 1);
+  front.sendReq(3, { path: "/third" });
+  const after = [await front.next(), await front.next()].map((f) => [frameName(f.type), f.id]);
+  expect(after).toContainEqual(["RESPONSE", 3]);
+  expect(existsSync(join(front.dir, "ran-second"))).toBe(false);
+});
+
+test("CANCEL over the control channel of a started request changes nothing; ABORT of a waiting one ends it unrun", async () => {
+  const front = await startWorker(SLEEP_APP);
+  front.sendReq(1, { path: "/first", query: "0.3", flags: FLAG_ACK_START });
+  expect(frameName((await front.next()).type)).toBe("STARTED");
+  front.sendReq(2, { path: "/second", flags: FLAG_ACK_START });
+  front.sendControl(CANCEL, 1);
+  front.sendControl(ABORT, 2);
+  const frames = [await front.next(), await front.next()].map((f) => [frameName(f.type), f.id]);
+  expect(frames).toEqual([["END", 2], ["RESPONSE", 1]]);
+  await Bun.sleep(100);
+  expect(existsSync(join(front.dir, "ran-second"))).toBe(false);
+  expect(front.unread.map((f) => frameName(f.type))).toEqual([]);
+});
+
+test("CANCEL on the data channel (T=1) is read only between requests: CANCELLED after the running one", async () => {
   const front = await startWorker(SLEEP_APP);
   front.sendReq(1, { path: "/first", query: "0.4" });
   await Bun.sleep(100);
@@ -696,11 +726,6 @@ test("CANCEL of a request that has not started (T=1, first one sleeping) -> CANC
   const frames = [await front.next(), await front.next()];
   expect(frames.map((f) => [frameName(f.type), f.id])).toEqual([["RESPONSE", 1], ["CANCELLED", 2]]);
   expect(existsSync(join(front.dir, "ran-second"))).toBe(false);
-  // CANCEL of a finished request is ignored; the worker goes on.
-  front.send(CANCEL, 1);
-  front.sendReq(3, { path: "/third" });
-  const f = await front.next();
-  expect([frameName(f.type), f.id]).toEqual(["RESPONSE", 3]);
 });
 
 test("ACK_START -> STARTED when the request is picked up, before its response", async () => {
@@ -736,7 +761,7 @@ test("T=2: CANCEL of a queued request -> CANCELLED", async () => {
   front.sendReq(1, { path: "/s1", query: "0.3" });
   front.sendReq(2, { path: "/s2", query: "0.3" });
   front.sendReq(3, { path: "/s3" });
-  front.send(CANCEL, 3);
+  front.sendControl(CANCEL, 3);
   const got = [await front.next(), await front.next(), await front.next()].map((f) => [frameName(f.type), f.id]);
   expect(got).toContainEqual(["CANCELLED", 3]);
   expect(got).toContainEqual(["RESPONSE", 1]);
@@ -770,7 +795,7 @@ def application(environ, start_response):
   expect(front.dataBytes.get(1)).toBe(40 * 65536);
 });
 
-test("import error -> BOOT_ERROR with the traceback, stderr too, exit code 1", async () => {
+test("import error -> BOOT_ERROR with the traceback (once: not on stderr too), exit code 1", async () => {
   const front = await new FakeFront().start(`import no_such_module_xyz\n`);
   const f = await front.next();
   expect(frameName(f.type)).toBe("BOOT_ERROR");
@@ -778,7 +803,7 @@ test("import error -> BOOT_ERROR with the traceback, stderr too, exit code 1", a
   expect(f.payload.toString()).toContain("no_such_module_xyz");
   expect(await front.proc.exited).toBe(1);
   await Bun.sleep(50);
-  expect(front.stderr).toContain("no_such_module_xyz");
+  expect(front.stderr).not.toContain("no_such_module_xyz");
   expect(front.stdout).toBe("");
 });
 
@@ -936,4 +961,35 @@ def application(environ, start_response):
   await front.next();
   for (let i = 0; i < 50 && !front.stdout.includes("\n"); i++) await Bun.sleep(20);
   expect(front.stdout).toBe("hello from the app\n");
+});
+
+test("worker.py and bridge.ts agree on every frame type, REQ flag, the header layout and the fds", () => {
+  const script = `
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("bunicorn_worker", sys.argv[1])
+w = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(w)
+names = ${JSON.stringify(Object.keys(FRAME))}
+flags = ${JSON.stringify(Object.keys(REQ_FLAG))}
+print(json.dumps({
+  "frames": {n: getattr(w, n) for n in names},
+  "flags": {n: getattr(w, "FLAG_" + n) for n in flags},
+  "header": [w.HEADER.format, w.HEADER_SIZE],
+  "fds": [w.DATA_FD, w.CONTROL_FD],
+  "frame_names": sorted(n for n in dir(w) if n.isupper() and isinstance(getattr(w, n), int) and n in names),
+}))`;
+  const out = Bun.spawnSync(["python3", "-c", script, WORKER_PY]);
+  expect(out.stderr.toString()).toBe("");
+  const py = JSON.parse(out.stdout.toString());
+  expect(py.frames).toEqual({ ...FRAME });
+  expect(py.flags).toEqual({ ...REQ_FLAG });
+  // "!IBI": big-endian u32 payload length, u8 type, u32 request id.
+  expect(py.header).toEqual(["!IBI", FRAME_HEADER_BYTES]);
+  expect(py.fds).toEqual([DATA_FD, CONTROL_FD]);
+  // A frame type the TypeScript side does not know would show up here as a missing name.
+  const src = require("node:fs").readFileSync(WORKER_PY, "utf8") as string;
+  const declared = [...src.matchAll(/^([A-Z_, ]+) = (?:\d+(?:, \d+)*|range\(\d+, \d+\))$/gm)]
+    .flatMap((m) => m[1]!.split(",").map((n) => n.trim()))
+    .filter((n) => !n.startsWith("FLAG_") && !/_(BYTES|S|FD)$/.test(n) && n !== "DATA_FD");
+  expect(declared.sort()).toEqual(Object.keys(FRAME).sort());
 });

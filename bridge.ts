@@ -1,0 +1,985 @@
+/**
+ * The Python bridge: the front's side of worker.py. It runs Python WSGI apps in supervised
+ * worker processes and is the app stage of every exchange whose app is Python.
+ *
+ * Each worker is a `python -c` process with two socketpairs as fd 3 and fd 4, made by
+ * Bun.spawn and known to nobody else (no name on disk or in the abstract namespace that
+ * another local user could connect to first):
+ *   - the data channel (fd 3): requests, bodies, responses, credit, in order;
+ *   - the control channel (fd 4): take-backs (CANCEL, ABORT of a request not started), read
+ *     by a thread of their own in the worker, so a request waiting behind a slow one can be
+ *     taken back even while the app runs on the thread that reads the data channel.
+ *
+ * A request's life here: queued (in this pool) → sent (in a worker, not started: it can
+ * still be taken back, and is re-sent with its whole body if its worker dies) → started
+ * (the app runs it: never re-sent; if its worker dies it gets 502).
+ *
+ * Sections:
+ *   1. The frame protocol (the twin of worker.py §1; test/bridge.protocol.test.ts checks they agree)
+ *   2. What the bridge needs of an exchange
+ *   3. Worker handles: one process, its channels, frames in and out
+ *   4. The pool: requests in, frames from workers, a request's life
+ *   5. Supervision: spawn, keep the count, back off, reap, murder, reload
+ */
+
+import fs from "node:fs";
+import path from "node:path";
+// @ts-expect-error: Bun imports the file as text (and embeds it in the binary); TypeScript has no type for .py
+import WORKER_SOURCE from "./worker.py" with { type: "text" };
+import type { AppStage, Config, Logger, RequestHead } from "./server.ts";
+
+// ==== 1. The frame protocol ====
+// Every frame: a 9-byte header (u32 payload length, u8 type, u32 request id), then the payload.
+
+export const FRAME = {
+  // front → worker
+  REQ: 1, BODY: 2, BODY_EOF: 3, CANCEL: 4, ABORT: 5, ACK: 6, STOP: 7,
+  // worker → front
+  READY: 20, BOOT_ERROR: 21, START: 22, DATA: 23, END: 24, RESPONSE: 25, ERROR: 26,
+  PULL: 27, STARTED: 28, CANCELLED: 29, SENDFILE: 30,
+} as const;
+type Frame = (typeof FRAME)[keyof typeof FRAME];
+
+/** REQ flags (the payload's first byte). */
+export const REQ_FLAG = { BODY_INLINE: 1, BODY_STREAM: 2, CHUNKED: 4, ACK_START: 8 } as const;
+export const FRAME_HEADER_BYTES = 9;
+/** The worker's fds for its two channels (Bun.spawn's stdio entries 3 and 4). */
+export const DATA_FD = 3, CONTROL_FD = 4;
+
+/**
+ * Payloads smaller than this are copied into their frame and small frames are joined into
+ * one write (one syscall per turn); larger ones are written from the bytes they are in, as
+ * copying into fresh memory costs more than the extra write (page faults on new buffers).
+ */
+const COPY_PAYLOAD_BELOW_BYTES = 64 * 1024;
+/**
+ * A body that is all here when the request is dispatched, and not larger than this, travels
+ * inside REQ (as the pieces it came in; see COPY_PAYLOAD_BELOW_BYTES): the worker then
+ * never waits on a PULL. The request keeps these pieces until the app starts, so it can be
+ * re-sent whole to another worker. The same as the most a connection reads ahead of its app.
+ */
+const MAX_INLINE_BODY_BYTES = 1024 * 1024;
+
+export function encodeFrame(type: Frame, id: number, payload: Uint8Array | null = null): Buffer {
+  return payload === null ? encodeFrameOf(type, id, [], 0) : encodeFrameOf(type, id, [payload], payload.length);
+}
+
+/**
+ * A frame whose payload is the pieces, in order, copied in; or only its header, when the
+ * payload (`declaredLength` bytes) is to be written after it as it is.
+ */
+function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: number, declaredLength = length): Buffer {
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
+  frame.writeUInt32BE(declaredLength, 0);
+  frame[4] = type;
+  frame.writeUInt32BE(id, 5);
+  let off = FRAME_HEADER_BYTES;
+  for (const piece of pieces) {
+    frame.set(piece, off);
+    off += piece.length;
+  }
+  return frame;
+}
+
+/** REQ payload before an inline body: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + the other environ items as k\0v\0…. */
+function encodeRequest(environ: Record<string, string>, flags: number): Buffer {
+  let fields = "";
+  for (const key in environ) {
+    if (key === "PATH_INFO") continue;
+    if (fields !== "") fields += "\0";
+    fields += key + "\0" + environ[key];
+  }
+  const pathBytes = Buffer.from(environ.PATH_INFO, "latin1");
+  const fieldBytes = Buffer.from(fields, "latin1");
+  const payload = Buffer.allocUnsafe(1 + 4 + pathBytes.length + 4 + fieldBytes.length);
+  payload[0] = flags;
+  payload.writeUInt32BE(pathBytes.length, 1);
+  pathBytes.copy(payload, 5);
+  let off = 5 + pathBytes.length;
+  payload.writeUInt32BE(fieldBytes.length, off);
+  fieldBytes.copy(payload, off + 4);
+  return payload;
+}
+
+/** "status\0name\0value\0…" → [status, headers]. */
+function decodeResponseHead(bytes: Buffer): [string, [string, string][]] {
+  const parts = bytes.toString("latin1").split("\0");
+  const headers: [string, string][] = [];
+  for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
+  return [parts[0], headers];
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+/**
+ * Splits a channel's byte stream into frames. The reads that make up an incomplete frame
+ * are kept as they came and joined once, when the frame is whole: a 1 MiB frame arriving
+ * in 64 KiB reads is copied once, not sixteen times.
+ */
+class FrameReader {
+  private inbox: Buffer[] = [];
+  private inboxBytes = 0;
+  private inboxNeeds = 0; // bytes of the incomplete frame (or of a header, until it is known)
+
+  *frames(bytes: Buffer): Generator<[Frame, number, Buffer]> {
+    let buf = bytes;
+    if (this.inboxBytes > 0) {
+      this.inbox.push(bytes);
+      this.inboxBytes += bytes.length;
+      if (this.inboxBytes < this.inboxNeeds) return;
+      buf = Buffer.concat(this.inbox, this.inboxBytes);
+      this.inbox = [];
+      this.inboxBytes = 0;
+    }
+    let off = 0;
+    while (buf.length - off >= FRAME_HEADER_BYTES) {
+      const length = buf.readUInt32BE(off);
+      if (buf.length - off - FRAME_HEADER_BYTES < length) break;
+      const type = buf[off + 4] as Frame;
+      const id = buf.readUInt32BE(off + 5);
+      const start = off + FRAME_HEADER_BYTES;
+      off = start + length;
+      yield [type, id, buf.subarray(start, off)];
+    }
+    if (off < buf.length) {
+      const rest = buf.subarray(off);
+      this.inbox = [rest];
+      this.inboxBytes = rest.length;
+      this.inboxNeeds = rest.length >= FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES + rest.readUInt32BE(0) : FRAME_HEADER_BYTES;
+    }
+  }
+}
+
+// ==== 2. What the bridge needs of an exchange ====
+
+/** The part of an exchange (server.ts) that an app stage drives: the request, its body, the response. */
+export interface AppExchange {
+  readonly head: RequestHead;
+  readonly environ: Record<string, any>;
+  readonly isDone: boolean;
+  readonly isAborted: boolean;
+  /** Called once when the client is gone or the exchange was cut. */
+  onAbort: (() => void) | null;
+  knownLength: number;
+  /** "METHOD target VERSION", for logs. */
+  describe(): string;
+  // The request body.
+  /** Request bytes received and not yet read: the body's, then any pipelined request's. */
+  readonly bufferedBytes: number;
+  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean };
+  whenBodyReadable(cb: () => void): void;
+  // The response.
+  setResponse(status: string, headers: [string, string][]): void;
+  writeBody(chunk: Uint8Array): void;
+  endResponse(): void;
+  failApp(err: unknown): void;
+  failWith(status: number, detail: string, extraHeaders?: [string, string][]): void;
+  /** Hand what is queued to the client's socket now. */
+  flush(): void;
+  readonly isBackedUp: boolean;
+  whenDrained(cb: () => void): void;
+}
+
+export interface PythonStage extends AppStage {
+  /** Start the workers and wait until each has imported the app. */
+  boot(): Promise<void>;
+  /** No new workers from now on: the server is draining (SIGTERM) or stopping. */
+  beginDrain(): void;
+  reload(): void;
+  addWorker(): void;
+  removeWorker(): void;
+}
+
+/** A worker that could not load the app at start-up: the server exits with gunicorn's status 3. */
+export class WorkerBootError extends Error {}
+
+export class PythonError extends Error {
+  constructor(readonly traceback: string) {
+    super(traceback.trimEnd().split("\n").pop() ?? "Python exception");
+    this.stack = traceback.trimEnd();
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+// ==== 3. Worker handles ====
+
+/** SENDFILE reads the file in pieces this big, pausing while the client is backed up. */
+const SENDFILE_PIECE_BYTES = 256 * 1024;
+/**
+ * Requests a worker may hold beyond its threads. They wait in the worker's socket, so it
+ * starts the next one without a round trip (one-at-a-time caps near 19k/s, bun-notes.md).
+ * 16 rather than 4: with 50 clients on 2 workers, 4 left the workers waiting on wake-ups
+ * (~15k/s against ~21k/s, hello app, 2 cores); more than 16 gained nothing.
+ */
+const PIPELINE_DEPTH = 16;
+/** Pipeline only behind requests younger than this; older ones may hang, so we take back what waits behind them. */
+const PIPELINE_MAX_AGE_MS = 50;
+/**
+ * `python -c WORKER_BOOTSTRAP bunicorn-worker`: reads worker.py from stdin and runs it as
+ * __main__ (tracebacks name it bunicorn-worker.py); the argument names the process in ps.
+ */
+const WORKER_ARGV0 = "bunicorn-worker";
+const WORKER_BOOTSTRAP = 'import sys; exec(compile(sys.stdin.buffer.read(), "bunicorn-worker.py", "exec"))';
+/** After a worker's process exits, how long its data channel may take to deliver its last frames (a BOOT_ERROR). */
+const EXIT_SETTLE_MS = 200;
+
+type RequestState = "queued" | "sent" | "started";
+
+/** One request on its way through a worker. */
+class PyRequest {
+  state: RequestState = "queued";
+  worker: PyWorker | null = null;
+  startedAt = 0;
+  isCancelSent = false;
+  /** The whole body, kept while the request can still be re-sent (inline bodies only). */
+  body: Uint8Array[] | null = null;
+  sendfile: Promise<void> | null = null;
+  constructor(readonly id: number, readonly ex: AppExchange) {}
+}
+
+type WorkerState = "booting" | "ready" | "retiring" | "dead";
+
+/** How a worker's process ended, for the log. */
+interface ExitStatus { code: number | null; signal: string | null }
+
+/** Buffered writes of frames to one channel, in order; small frames joined into one write per turn. */
+class FrameWriter {
+  socket: import("bun").Socket<unknown> | null = null;
+  // Big payloads stay separate pieces (views into the client's bytes): a body is never copied on its way.
+  private outbox: Uint8Array[] = [];
+  private outboxBytes = 0;
+  private isFlushQueued = false;
+  private isWriteBlocked = false; // a write fell short: the rest goes on drain
+
+  queue(bytes: Uint8Array): void {
+    this.outbox.push(bytes);
+    this.outboxBytes += bytes.length;
+    if (!this.isFlushQueued) {
+      // Frames made in one turn of the event loop go out in one write: setImmediate runs
+      // after every socket callback of the turn (a microtask would run after each one),
+      // so the requests of many clients reach a worker together, with one wake-up.
+      this.isFlushQueued = true;
+      setImmediate(this.flushQueued);
+    }
+  }
+
+  private readonly flushQueued = (): void => {
+    this.isFlushQueued = false;
+    if (!this.isWriteBlocked) this.writeOutbox();
+  };
+
+  onDrain(): void {
+    this.isWriteBlocked = false;
+    this.writeOutbox();
+  }
+
+  private writeOutbox(): void {
+    const socket = this.socket;
+    if (socket === null) return;
+    while (this.outbox.length > 0) {
+      const data = this.outboxBytes < COPY_PAYLOAD_BELOW_BYTES && this.outbox.length > 1 ? Buffer.concat(this.outbox) : this.outbox[0];
+      const taken = data === this.outbox[0] ? 1 : this.outbox.length;
+      const written = socket.write(data);
+      if (written < 0) return; // closed: the worker's end is handled by the pool
+      this.outbox.splice(0, taken);
+      this.outboxBytes -= written;
+      if (written < data.length) {
+        this.outbox.unshift(data.subarray(written));
+        this.isWriteBlocked = true;
+        return;
+      }
+    }
+  }
+}
+
+/** One Python process, its two channels, and the requests it holds (in the order sent: the order it runs them). */
+class PyWorker {
+  state: WorkerState = "booting";
+  readonly requests = new Map<number, PyRequest>();
+  served = 0;
+  readyAt = 0;
+  exit: ExitStatus | null = null;
+  /** Why the front killed it, if it did (then its death is no failed start). */
+  killedFor: string | null = null;
+  hasBootError = false;
+  isDataClosed = false;
+  readonly data = new FrameWriter();
+  readonly control = new FrameWriter();
+  readonly reader = new FrameReader();
+  readonly controlReader = new FrameReader();
+  readonly booted: Promise<void>;
+  resolveBoot!: () => void;
+  rejectBoot!: (reason: string) => void;
+
+  constructor(readonly id: number, readonly generation: number, readonly maxRequests: number,
+              readonly proc: import("bun").Subprocess, readonly spawnedAt: number) {
+    this.booted = new Promise<void>((resolve, reject) => { this.resolveBoot = resolve; this.rejectBoot = reject; });
+    this.booted.catch(() => {});
+  }
+
+  get pid(): number { return this.proc.pid; }
+  get busy(): number { return this.requests.size; }
+
+  send(type: Frame, id: number, payload: Uint8Array | null = null): void {
+    if (this.state !== "dead") this.data.queue(encodeFrame(type, id, payload));
+  }
+
+  sendControl(type: Frame, id: number): void {
+    if (this.state !== "dead") this.control.queue(encodeFrame(type, id));
+  }
+
+  /** A frame whose payload is the pieces in order; large ones are queued as they are, not copied. */
+  sendPieces(type: Frame, id: number, pieces: Uint8Array[], length: number): void {
+    if (this.state === "dead") return;
+    if (length < COPY_PAYLOAD_BELOW_BYTES) return this.data.queue(encodeFrameOf(type, id, pieces, length));
+    this.data.queue(encodeFrameOf(type, id, [], 0, length));
+    for (const piece of pieces) this.data.queue(piece);
+  }
+
+  /** Requests the app is running now. */
+  *started(): Generator<PyRequest> {
+    for (const r of this.requests.values()) if (r.state === "started") yield r;
+  }
+
+  /** Every started request is younger than PIPELINE_MAX_AGE_MS: what waits behind them will soon run. */
+  isYoung(now: number): boolean {
+    for (const r of this.started()) if (now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
+    return true;
+  }
+
+  describe(): string {
+    return `worker ${this.id} (pid ${this.pid})`;
+  }
+}
+
+// ==== 4. The pool ====
+
+class PythonWorkerPool implements PythonStage {
+  private readonly workers = new Set<PyWorker>();
+  private readonly queue: PyRequest[] = [];
+  /** Requests sent to a worker that has not started them: they wait there, and count against --backlog. */
+  private waitingInWorkers = 0;
+  private nextWorkerId = 1;
+  private nextRequestId = 1;
+  private generation = 1;
+  private isDraining = false;
+  private isBooted = false;
+  private readonly python: string;
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private readonly backoff = new SpawnBackoff();
+  private spawnTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The last boot traceback logged: the same one is said once, not at every retry. */
+  private lastBootError = "";
+
+  constructor(private readonly config: Config, private readonly log: Logger) {
+    this.python = choosePython(config);
+    process.on("exit", () => this.killAll());
+  }
+
+  // -- requests in --
+
+  handle(ex: AppExchange): void {
+    if (this.queue.length + this.waitingInWorkers >= this.config.backlog) {
+      // --backlog counts every request waiting for the app, in this queue or inside a worker.
+      ex.failWith(503, "", [["Retry-After", "1"]]);
+      return;
+    }
+    const request = new PyRequest(this.nextRequestId, ex);
+    this.nextRequestId = this.nextRequestId >= 0xffffffff ? 1 : this.nextRequestId + 1;
+    ex.onAbort = () => this.onClientGone(request);
+    this.queue.push(request);
+    this.dispatch();
+  }
+
+  /** Hand queued requests to workers with a free thread, least busy first. */
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const worker = this.pickWorker();
+      if (worker === null) return;
+      const request = this.queue.shift()!;
+      if (request.ex.isAborted || request.ex.isDone) continue;
+      this.sendRequest(worker, request);
+    }
+  }
+
+  /** A worker with a free thread, least busy first; else one whose pipeline has room behind young requests. */
+  private pickWorker(): PyWorker | null {
+    const threads = this.config.threads;
+    const now = performance.now();
+    let best: PyWorker | null = null;
+    for (const w of this.workers) {
+      if (w.state !== "ready" || w.busy >= threads + PIPELINE_DEPTH) continue;
+      if (w.maxRequests > 0 && w.served + w.busy >= w.maxRequests) continue; // --max-requests: never hand it more
+      if (w.busy >= threads && !w.isYoung(now)) continue;
+      if (best === null || w.busy < best.busy) best = w;
+    }
+    return best;
+  }
+
+  private sendRequest(worker: PyWorker, request: PyRequest): void {
+    const ex = request.ex;
+    let flags = 0;
+    if (request.body === null && !ex.head.expectContinue) request.body = this.takeBodyIfComplete(ex);
+    // A body that is all here travels with the request (and stays here until it starts); anything else is pulled.
+    const inline = request.body ?? [];
+    let inlineBytes = 0;
+    for (const piece of inline) inlineBytes += piece.length;
+    if (inlineBytes > 0) flags |= REQ_FLAG.BODY_INLINE;
+    else if (request.body === null) flags |= REQ_FLAG.BODY_STREAM;
+    if (ex.head.chunked) flags |= REQ_FLAG.CHUNKED;
+    // Of a worker's requests, those sent while it has a free thread start at once (the worker
+    // runs them in order); one sent behind others asks the worker to say when it starts.
+    const startsAtOnce = worker.busy < this.config.threads;
+    if (!startsAtOnce) flags |= REQ_FLAG.ACK_START;
+    request.worker = worker;
+    request.isCancelSent = false;
+    worker.requests.set(request.id, request);
+    if (startsAtOnce) this.markStarted(request);
+    else {
+      request.state = "sent";
+      this.waitingInWorkers++;
+    }
+    const fields = encodeRequest(ex.environ, flags);
+    worker.sendPieces(FRAME.REQ, request.id, [fields, ...inline], fields.length + inlineBytes);
+  }
+
+  /** The whole body, in the pieces it came in, if it is all here and not large; null when it must be streamed. */
+  private takeBodyIfComplete(ex: AppExchange): Uint8Array[] | null {
+    const head = ex.head;
+    if (!head.chunked && head.contentLength <= 0) return [];
+    if (head.chunked || head.contentLength > MAX_INLINE_BODY_BYTES || ex.bufferedBytes < head.contentLength) return null;
+    const { pieces, isEnd } = ex.readReceivedBody(Infinity);
+    return isEnd ? pieces : null; // (always the end: every byte is here)
+  }
+
+  /** The app has the request now: it can no longer be taken back or re-sent. */
+  private markStarted(request: PyRequest): void {
+    if (request.state === "sent") this.waitingInWorkers--;
+    request.state = "started";
+    request.startedAt = performance.now();
+    request.body = null;
+  }
+
+  /** The request leaves its worker (answered, taken back, or its worker died). */
+  private detach(request: PyRequest): void {
+    const worker = request.worker;
+    if (worker === null) return;
+    worker.requests.delete(request.id);
+    if (request.state === "sent") this.waitingInWorkers--;
+    request.worker = null;
+    request.state = "queued";
+  }
+
+  private onClientGone(request: PyRequest): void {
+    const worker = request.worker;
+    if (worker === null) {
+      // Still queued: drop it before it reaches a worker.
+      const i = this.queue.indexOf(request);
+      if (i !== -1) this.queue.splice(i, 1);
+      return;
+    }
+    // Not started: the control channel reaches the worker even while its app runs.
+    // Started: the data channel, where the app may be waiting for body bytes or credit.
+    if (request.state === "sent") worker.sendControl(FRAME.ABORT, request.id);
+    else worker.send(FRAME.ABORT, request.id);
+  }
+
+  // -- frames from workers --
+
+  private onWorkerData(worker: PyWorker, reader: FrameReader, bytes: Buffer): void {
+    for (const [type, id, payload] of reader.frames(bytes)) {
+      try {
+        this.onFrame(worker, type, id, payload);
+      } catch (err) {
+        this.log.error(`bad frame ${type} from ${worker.describe()}: ${describeError(err)}`);
+      }
+    }
+  }
+
+  private onFrame(worker: PyWorker, type: Frame, id: number, payload: Buffer): void {
+    if (type === FRAME.READY) return this.onReady(worker);
+    if (type === FRAME.BOOT_ERROR) return this.onBootError(worker, payload.toString("utf8"));
+    const request = worker.requests.get(id);
+    if (request === undefined) return; // an answer for a request already settled (504, client gone)
+    const ex = request.ex;
+    switch (type) {
+      case FRAME.STARTED:
+        this.markStarted(request);
+        if (ex.isAborted) worker.send(FRAME.ABORT, id); // its ABORT went by control before it started
+        return;
+      case FRAME.RESPONSE: {
+        const headLength = payload.readUInt32BE(0);
+        const [status, headers] = decodeResponseHead(payload.subarray(4, 4 + headLength));
+        const body = payload.subarray(4 + headLength);
+        this.respond(request, () => {
+          ex.setResponse(status, headers);
+          ex.knownLength = body.length;
+          ex.writeBody(body);
+          ex.endResponse();
+        });
+        return this.settle(worker, request);
+      }
+      case FRAME.START: {
+        const [status, headers] = decodeResponseHead(payload);
+        return this.respond(request, () => ex.setResponse(status, headers));
+      }
+      case FRAME.DATA:
+        this.respond(request, () => ex.writeBody(payload));
+        ex.flush(); // now, so that the ACK below waits for the socket to take these bytes
+        // Credit goes back once the client socket has taken the bytes: that is the backpressure.
+        return ex.whenDrained(() => worker.send(FRAME.ACK, id, u32(payload.length)));
+      case FRAME.END:
+        if (request.sendfile !== null) {
+          request.sendfile.then(() => this.finishRequest(worker, request));
+          return;
+        }
+        return this.finishRequest(worker, request);
+      case FRAME.ERROR:
+        ex.failApp(new PythonError(payload.toString("utf8")));
+        return this.settle(worker, request);
+      case FRAME.PULL:
+        return this.answerPull(worker, request, payload.readUInt32BE(0));
+      case FRAME.CANCELLED:
+        // Taken back before it started: it goes first in line, to any worker, with its body.
+        this.detach(request);
+        this.stopIfRetiredAndIdle(worker); // its last request may be this one
+        if (!ex.isAborted && !ex.isDone) this.queue.unshift(request);
+        return this.dispatch();
+      case FRAME.SENDFILE:
+        request.sendfile = this.sendFile(request, payload);
+        return;
+    }
+  }
+
+  private finishRequest(worker: PyWorker, request: PyRequest): void {
+    this.respond(request, () => request.ex.endResponse());
+    this.settle(worker, request);
+  }
+
+  /** Run a response step unless the client is gone; an app's bad status or header becomes its 500. */
+  private respond(request: PyRequest, step: () => void): void {
+    const ex = request.ex;
+    if (ex.isDone || ex.isAborted) return;
+    try {
+      step();
+    } catch (err) {
+      ex.failApp(err);
+      request.worker?.send(FRAME.ABORT, request.id);
+    }
+  }
+
+  /** The worker is done with a request: free its thread, recycle it if it has served enough. */
+  private settle(worker: PyWorker, request: PyRequest): void {
+    this.detach(request);
+    worker.served++;
+    if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
+      this.log.info(`${worker.describe()} served ${worker.served} requests; recycling`);
+      this.retire(worker);
+      this.manageWorkers();
+    }
+    this.stopIfRetiredAndIdle(worker);
+    this.dispatch();
+  }
+
+  private answerPull(worker: PyWorker, request: PyRequest, max: number): void {
+    const ex = request.ex;
+    if (ex.isAborted || ex.isDone) return worker.send(FRAME.BODY_EOF, request.id);
+    // Everything already received, up to max, goes in one BODY frame: the worker takes one
+    // BODY per PULL, and a round trip per socket read would cap uploads far below the wire.
+    const { pieces, bytes, isEnd } = ex.readReceivedBody(max);
+    if (bytes > 0) worker.sendPieces(FRAME.BODY, request.id, pieces, bytes);
+    if (isEnd) worker.send(FRAME.BODY_EOF, request.id);
+    else if (bytes === 0 && !ex.isAborted && !ex.isDone) ex.whenBodyReadable(() => this.answerPull(worker, request, max));
+  }
+
+  /** wsgi.file_wrapper: the front reads the file itself, in pieces, as the client takes them. */
+  private async sendFile(request: PyRequest, payload: Buffer): Promise<void> {
+    const ex = request.ex;
+    const offset = payload.readUInt32BE(0) * 2 ** 32 + payload.readUInt32BE(4);
+    const hi = payload.readUInt32BE(8), lo = payload.readUInt32BE(12);
+    const toEnd = hi === 0xffffffff && lo === 0xffffffff;
+    const file = Buffer.from(payload.subarray(16)); // the path's raw bytes, as the OS knows them
+    let fd = -1;
+    try {
+      fd = fs.openSync(file, "r");
+      let left = toEnd ? Infinity : hi * 2 ** 32 + lo;
+      let position = offset;
+      const piece = Buffer.allocUnsafe(SENDFILE_PIECE_BYTES);
+      while (left > 0 && !ex.isAborted && !ex.isDone) {
+        const n = fs.readSync(fd, piece, 0, Math.min(piece.length, left), position);
+        if (n === 0) break;
+        position += n;
+        left -= n;
+        this.respond(request, () => ex.writeBody(Buffer.from(piece.subarray(0, n))));
+        if (ex.isBackedUp) await new Promise<void>((resolve) => ex.whenDrained(resolve));
+      }
+    } catch (err) {
+      ex.failApp(err);
+    } finally {
+      if (fd !== -1) fs.closeSync(fd);
+    }
+  }
+
+  // ==== 5. Supervision ====
+
+  /** Start every worker and wait until each has imported the app; a worker that cannot is a WorkerBootError. */
+  async boot(): Promise<void> {
+    const first = Array.from({ length: this.config.workers }, () => this.spawnWorker());
+    try {
+      await Promise.all(first.map((w) => w.booted));
+    } catch (reason) {
+      this.log.critical(`Worker failed to boot: ${String(reason)}`);
+      await this.stop(false);
+      throw new WorkerBootError(String(reason));
+    }
+    this.isBooted = true;
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  /** Workers that serve or will: the count --workers (and TTIN/TTOU) keeps. */
+  private liveCount(): number {
+    let n = 0;
+    for (const w of this.workers) if (w.state === "ready" || w.state === "booting") n++;
+    return n;
+  }
+
+  /**
+   * The one place that keeps the number of workers: starts what is missing, now or, after
+   * failures, when the backoff allows (gunicorn's manage_workers, with a backoff it lacks).
+   */
+  private manageWorkers(): void {
+    if (this.isDraining || !this.isBooted) return;
+    while (this.liveCount() < this.config.workers) {
+      const wait = this.backoff.msUntilNextSpawn(performance.now());
+      if (wait > 0) {
+        this.spawnTimer ??= setTimeout(() => { this.spawnTimer = null; this.manageWorkers(); }, wait);
+        return;
+      }
+      this.backoff.noteSpawn(performance.now());
+      this.spawnWorker();
+    }
+  }
+
+  private spawnWorker(): PyWorker {
+    const id = this.nextWorkerId++;
+    const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      BUNICORN_APP: this.config.app,
+      BUNICORN_THREADS: String(this.config.threads),
+      BUNICORN_WORKER_ID: String(id),
+      BUNICORN_MULTIPROCESS: this.config.workers > 1 ? "1" : "0",
+      PYTHONUNBUFFERED: "1",
+    };
+    if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
+    if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+    let worker!: PyWorker;
+    // The worker program arrives on stdin (it is inside this binary), so no file is written;
+    // fd 3 and fd 4 are socketpairs: only this process holds their other ends.
+    const proc = Bun.spawn([this.python, "-c", WORKER_BOOTSTRAP, WORKER_ARGV0], {
+      env,
+      stdio: [Buffer.from(WORKER_SOURCE), "pipe", "pipe", "socket-fd", "socket-fd"],
+      onExit: (_p: unknown, code: number | null, signal: number | string | null) => this.onWorkerExit(worker, { code, signal: signal === null ? null : String(signal) }),
+    } as any) as import("bun").Subprocess;
+    worker = new PyWorker(id, this.generation, this.config.maxRequests > 0 ? this.config.maxRequests + jitter : 0, proc, performance.now());
+    this.workers.add(worker);
+    const fds = (proc as unknown as { stdio: (number | null)[] }).stdio;
+    this.connectChannel(worker, worker.data, worker.reader, fds[DATA_FD]!, true);
+    this.connectChannel(worker, worker.control, worker.controlReader, fds[CONTROL_FD]!, false);
+    this.forwardOutput(worker, proc.stdout as ReadableStream<Uint8Array>, "info");
+    this.forwardOutput(worker, proc.stderr as ReadableStream<Uint8Array>, "error");
+    this.log.info(`Booting worker with pid: ${proc.pid}`);
+    return worker;
+  }
+
+  private connectChannel(worker: PyWorker, writer: FrameWriter, reader: FrameReader, fd: number, isData: boolean): void {
+    const pool = this;
+    void (Bun.connect as any)({
+      fd,
+      socket: {
+        open(socket: import("bun").Socket<unknown>) {
+          writer.socket = socket;
+          writer.onDrain(); // frames queued before the socket was ready
+        },
+        data(_socket: unknown, bytes: Buffer) { pool.onWorkerData(worker, reader, bytes); },
+        drain() { writer.onDrain(); },
+        close() { if (isData) pool.onDataChannelClosed(worker); },
+        error() {},
+      },
+    });
+  }
+
+  /** Worker stdout/stderr lines reach the error log, tagged with the worker. */
+  private async forwardOutput(worker: PyWorker, stream: ReadableStream<Uint8Array>, level: "info" | "error"): Promise<void> {
+    const decoder = new TextDecoder();
+    let partial = "";
+    try {
+      for await (const bytes of stream) {
+        partial += decoder.decode(bytes, { stream: true });
+        let nl: number;
+        while ((nl = partial.indexOf("\n")) !== -1) {
+          this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial.slice(0, nl)}`);
+          partial = partial.slice(nl + 1);
+        }
+      }
+    } catch { /* the process is gone */ }
+    if (partial !== "") this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial}`);
+  }
+
+  private onReady(worker: PyWorker): void {
+    if (worker.state !== "booting") return;
+    worker.state = "ready";
+    worker.readyAt = performance.now();
+    worker.resolveBoot();
+    if (this.lastBootError !== "" && worker.generation === this.generation) {
+      this.log.info(`${worker.describe()} loaded the app: the code on disk loads again`);
+      this.lastBootError = "";
+    }
+    // A new generation (SIGHUP) takes over one old worker for each new one ready.
+    if (worker.generation === this.generation) {
+      const old = [...this.workers].find((w) => w.generation < this.generation && w.state === "ready");
+      if (old !== undefined) this.retire(old);
+    }
+    this.dispatch();
+  }
+
+  /** The app does not load in this worker: said once per distinct traceback, not at every retry. */
+  private onBootError(worker: PyWorker, traceback: string): void {
+    worker.hasBootError = true;
+    const reason = `${worker.describe()} could not load the app '${this.config.app}':\n${traceback.trimEnd()}`;
+    if (this.isBooted) {
+      if (traceback !== this.lastBootError) {
+        const serving = [...this.workers].filter((w) => w.state === "ready").length;
+        this.log.error(`The code on disk does not load; the ${serving} running worker(s) keep serving. ${reason}`);
+      } else {
+        this.log.debug(`The code on disk still does not load (${worker.describe()})`);
+      }
+      this.lastBootError = traceback;
+    }
+    worker.rejectBoot(reason);
+  }
+
+  private retire(worker: PyWorker): void {
+    worker.state = "retiring";
+    this.stopIfRetiredAndIdle(worker);
+  }
+
+  /** A retired worker is told to exit once it holds no request (answered or taken back). */
+  private stopIfRetiredAndIdle(worker: PyWorker): void {
+    if (worker.state === "retiring" && worker.busy === 0) worker.send(FRAME.STOP, 0);
+  }
+
+  private onWorkerExit(worker: PyWorker, exit: ExitStatus): void {
+    worker.exit = exit;
+    // Its last frames (a BOOT_ERROR) may still be in the data channel: reap once it is read.
+    if (worker.isDataClosed) this.reap(worker);
+    else setTimeout(() => this.reap(worker), EXIT_SETTLE_MS);
+  }
+
+  /** The data channel closes when the process exits (often just before we hear of the exit), or when it closed it itself. */
+  private onDataChannelClosed(worker: PyWorker): void {
+    worker.isDataClosed = true;
+    if (worker.exit !== null) return this.reap(worker);
+    // Useless without its channel: make sure it ends, and reap with its real exit status.
+    try { worker.proc.kill("SIGKILL"); } catch { /* already gone */ }
+    setTimeout(() => this.reap(worker), EXIT_SETTLE_MS);
+  }
+
+  /** Kill a worker at once (SIGKILL); reap follows from its exit. */
+  private murder(worker: PyWorker, why: string): void {
+    if (worker.state === "dead") return;
+    worker.killedFor = why;
+    try { worker.proc.kill("SIGKILL"); } catch { /* already gone */ }
+    this.reap(worker);
+  }
+
+  /** A worker is gone: settle what it held (502 for what had started, re-send what had not), log how it died, keep the count. */
+  private reap(worker: PyWorker): void {
+    if (worker.state === "dead") return;
+    const previous = worker.state;
+    worker.state = "dead";
+    try { worker.proc.kill("SIGKILL"); } catch { /* already gone */ }
+    worker.data.socket?.end();
+    worker.control.socket?.end();
+    this.workers.delete(worker);
+    const requeue: PyRequest[] = [];
+    let failed = 0;
+    for (const request of [...worker.requests.values()]) {
+      const hadStarted = request.state === "started";
+      this.detach(request);
+      if (request.ex.isAborted || request.ex.isDone) continue;
+      if (hadStarted) {
+        // It may have run: answering 502 is honest; running it again is not.
+        request.ex.failWith(502, "");
+        failed++;
+      } else {
+        requeue.push(request); // never started: another worker serves it, with its whole body
+      }
+    }
+    this.queue.unshift(...requeue);
+    const how = worker.killedFor !== null ? `was killed: ${worker.killedFor}` : describeExit(worker.exit);
+    const now = performance.now();
+    const outcome = (failed > 0 ? `; ${failed} request(s) it was running got 502` : "") +
+      (requeue.length > 0 ? `; ${requeue.length} not yet started went to other workers` : "");
+    if (previous === "booting") {
+      worker.rejectBoot(`${worker.describe()} ${how} before it was ready`);
+      if (this.isBooted && !worker.hasBootError) this.log.error(`${worker.describe()} ${how} before it was ready`);
+      this.backoff.noteFailure(now);
+    } else if (previous === "ready" || failed > 0) {
+      this.log.error(`${worker.describe()} died: it ${how} after ${((now - worker.readyAt) / 1000).toFixed(1)} s${outcome}`);
+      if (worker.killedFor === null && now - worker.readyAt < STABLE_AFTER_MS) this.backoff.noteFailure(now);
+    }
+    if (this.backoff.failures > 0 && now === this.backoff.lastFailureAt && !this.isDraining) {
+      this.log.warning(`${this.backoff.failures} worker start(s) failed in a row; the next start waits ${(this.backoff.delayMs() / 1000).toFixed(1)} s`);
+    }
+    this.manageWorkers();
+    this.dispatch();
+  }
+
+  /** Every tick: --timeout, take-backs from behind slow requests, and the end of a backoff once workers are stable. */
+  private tick(): void {
+    const now = performance.now();
+    const limit = this.config.timeoutS * 1000;
+    for (const worker of [...this.workers]) {
+      if (worker.state === "dead") continue;
+      if (worker.state === "ready" && now - worker.readyAt >= STABLE_AFTER_MS && worker.spawnedAt > this.backoff.lastFailureAt) this.backoff.reset();
+      this.recallWaiting(worker, now);
+      if (limit > 0) this.murderTimedOut(worker, now, limit);
+    }
+  }
+
+  /** --timeout: a request running too long gets 504; its worker is killed and replaced. */
+  private murderTimedOut(worker: PyWorker, now: number, limit: number): void {
+    for (const request of worker.started()) {
+      if (now - request.startedAt < limit) continue;
+      this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${request.ex.describe()} after ${this.config.timeoutS}s`);
+      this.detach(request);
+      request.ex.failWith(504, "");
+      this.murder(worker, "a request timed out");
+      return;
+    }
+  }
+
+  /** Requests waiting behind ones that run long may wait behind a hang: take them back (over the control channel). */
+  private recallWaiting(worker: PyWorker, now: number): void {
+    if (worker.busy <= this.config.threads || worker.isYoung(now)) return;
+    for (const r of worker.requests.values()) {
+      if (r.state !== "sent" || r.isCancelSent) continue;
+      r.isCancelSent = true;
+      worker.sendControl(FRAME.CANCEL, r.id);
+    }
+  }
+
+  reload(): void {
+    if (this.isDraining) return;
+    this.generation++;
+    this.log.info(`Reloading: starting ${this.config.workers} new workers`);
+    // A new worker that fails to boot says why once (onBootError); the old ones keep serving.
+    for (let i = 0; i < this.config.workers; i++) this.spawnWorker();
+  }
+
+  addWorker(): void {
+    this.config.workers++;
+    this.log.info(`Number of workers: ${this.config.workers}`);
+    this.manageWorkers();
+  }
+
+  removeWorker(): void {
+    if (this.config.workers <= 1) return;
+    this.config.workers--;
+    this.log.info(`Number of workers: ${this.config.workers}`);
+    const victim = [...this.workers].filter((w) => w.state === "ready").sort((a, b) => a.busy - b.busy)[0];
+    if (victim !== undefined) this.retire(victim);
+  }
+
+  beginDrain(): void {
+    this.isDraining = true;
+    if (this.spawnTimer !== null) clearTimeout(this.spawnTimer);
+  }
+
+  /** Graceful: workers finish what they hold and exit; otherwise (or past 3 s) they are killed. */
+  async stop(graceful: boolean): Promise<void> {
+    this.beginDrain();
+    if (this.ticker !== null) clearInterval(this.ticker);
+    for (const request of this.queue.splice(0)) request.ex.failWith(503, "", [["Retry-After", "1"]]);
+    for (const worker of this.workers) {
+      if (graceful) this.retire(worker);
+      else worker.proc.kill("SIGKILL");
+    }
+    const deadline = Date.now() + (graceful ? 3000 : 500);
+    while (this.workers.size > 0 && Date.now() < deadline) await Bun.sleep(10);
+    this.killAll();
+  }
+
+  private killAll(): void {
+    for (const worker of this.workers) {
+      try { worker.proc.kill("SIGKILL"); } catch { /* gone */ }
+    }
+  }
+}
+
+/** How often the pool checks timeouts and take-backs; timeouts fire within one tick of their due time. */
+const TICK_MS = 250;
+/** A worker that dies sooner than this after it was ready counts as a failed start (a crash on every first request). */
+const STABLE_AFTER_MS = 10_000;
+/** The first wait after a failed start, doubled at each failure in a row, up to the cap. */
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_CAP_MS = 30_000;
+
+/**
+ * Exponential backoff for worker starts after failures (a boot error, or a death soon after
+ * boot), so an app that crashes at once costs a few starts a minute, not a few hundred.
+ * gunicorn has none: it respawned 182 times in 10 s for such an app (1.6 CPU-s).
+ */
+class SpawnBackoff {
+  failures = 0;
+  lastFailureAt = -Infinity;
+  private lastSpawnAt = -Infinity;
+
+  noteFailure(now: number): void {
+    this.failures++;
+    this.lastFailureAt = now;
+  }
+
+  noteSpawn(now: number): void {
+    this.lastSpawnAt = now;
+  }
+
+  reset(): void {
+    this.failures = 0;
+  }
+
+  delayMs(): number {
+    return this.failures === 0 ? 0 : Math.min(BACKOFF_FIRST_MS * 2 ** (this.failures - 1), BACKOFF_CAP_MS);
+  }
+
+  msUntilNextSpawn(now: number): number {
+    return Math.max(0, Math.max(this.lastSpawnAt, this.lastFailureAt) + this.delayMs() - now);
+  }
+}
+
+function describeExit(exit: ExitStatus | null): string {
+  if (exit === null) return "closed its channel";
+  if (exit.signal !== null) return `was killed by signal ${exit.signal}` + (exit.signal === "SIGKILL" ? " (out of memory?)" : "");
+  return `exited with code ${exit.code}`;
+}
+
+/** --python, else the active virtualenv's, else python3 on PATH. */
+export function choosePython(config: Config): string {
+  if (config.python !== null) return config.python;
+  const venv = process.env.VIRTUAL_ENV;
+  if (venv && fs.existsSync(path.join(venv, "bin", "python"))) return path.join(venv, "bin", "python");
+  return "python3";
+}
+
+export function createPythonStage(config: Config, log: Logger): PythonStage {
+  return new PythonWorkerPool(config, log);
+}
