@@ -342,9 +342,10 @@ function collect(stream: ReadableStream<Uint8Array>, into: { text: string }, onC
  * Spawn `bun server.ts ...args` (or `cmd`) and wait for `Listening at: http://127.0.0.1:PORT`
  * in its error log. Rejects (with the log) when it exits first or takes too long.
  */
-export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: Record<string, string>; cwd?: string; readyTimeoutMs?: number } = {}): Promise<ServerProcess> {
+export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: Record<string, string>; cwd?: string; readyTimeoutMs?: number; detached?: boolean } = {}): Promise<ServerProcess> {
   const cmd = [...(opts.cmd ?? [process.execPath, SERVER_TS]), ...args];
   const proc = Bun.spawn(cmd, {
+    detached: opts.detached ?? false, // true: its own process group, for signals sent to a whole group
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, ...opts.env },
     stdin: "ignore",

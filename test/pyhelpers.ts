@@ -76,10 +76,11 @@ const running = new Set<PyServer>();
  * prints `Listening at:`. Bytecode writing is off so test/pyapps stays clean and an
  * edited app file is always re-read.
  */
-export async function startPy(app: string, args: string[] = [], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<PyServer> {
+export async function startPy(app: string, args: string[] = [], opts: { env?: Record<string, string>; cwd?: string; detached?: boolean } = {}): Promise<PyServer> {
   const server = await spawnServer([app, "-b", "127.0.0.1:0", "--python", PYTHON, ...args], {
     env: { PYTHONDONTWRITEBYTECODE: "1", ...opts.env },
     cwd: opts.cwd,
+    detached: opts.detached,
     readyTimeoutMs: 20_000,
   });
   const seenWorkers = new Set<number>();
