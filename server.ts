@@ -1529,11 +1529,10 @@ export class Conn {
           continue;
         }
         if (event.kind === "need-more") {
-          if (this.parser.isInHead) {
-            if (this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
-          } else if (this.hasPeerEnded) {
-            return this.closeAfterFlush(); // every request it sent is answered
-          }
+          // Every complete request it sent is answered; a head cut by the client's FIN can never
+          // complete, and there is no one to answer it for: close now, not at the header timeout.
+          if (this.hasPeerEnded) return this.closeAfterFlush();
+          if (this.parser.isInHead && this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
           return;
         }
         if (event.kind === "error") return this.reject(event.status, event.message);

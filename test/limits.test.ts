@@ -2,7 +2,7 @@
 // is reached in a few bytes or half a second.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { WsgiApp } from "../server.ts";
-import { RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
+import { NetClient, RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
 
 afterEach(cleanUp);
 
@@ -152,6 +152,20 @@ describe("timeouts", () => {
     const { responses } = parseResponses(client.bytes, [], client.isDone);
     expect(responses[0].isComplete).toBe(true);
     expect(responses[0].body.length).toBe(size);
+  });
+});
+
+describe("closing: FIN for what is over, RST only for an answer cut short", () => {
+  test("a client's FIN inside a request head closes the connection at once (long before headerTimeoutS), nothing answered", async () => {
+    const { port } = serve(echoApp, { headerTimeoutS: 60 });
+    appCalls = 0;
+    const client = await NetClient.connect(port);
+    client.socket.write("GET / HTTP/1.1\r\nHost: t\r\nX-Part");
+    client.socket.end();
+    expect(await client.waitForEnd()).toBe(true);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(client.bytes.length).toBe(0);
+    expect(appCalls).toBe(0);
   });
 });
 
