@@ -1695,7 +1695,8 @@ export class Conn {
       }
     }
     this.setDeadline("none", 0);
-    if (kind === "header" && this.parser.bufferedBytes > 0) return this.reject(408, "request head not received in time");
+    // In a head even when every line so far was whole and consumed (bufferedBytes is 0 then).
+    if (kind === "header" && this.parser.isInHead) return this.reject(408, "request head not received in time");
     if (kind === "body" && this.exchange !== null) {
       const ex = this.exchange;
       ex.failWith(408, "");

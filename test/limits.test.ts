@@ -167,6 +167,17 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
     expect(client.bytes.length).toBe(0);
     expect(appCalls).toBe(0);
   });
+
+  test("headerTimeoutS: complete head lines then silence → 408, then a clean close (FIN)", async () => {
+    const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
+    const client = await NetClient.connect(port);
+    client.socket.write("GET / HTTP/1.1\r\nHost: t\r\n");
+    expect(await client.waitForEnd()).toBe(true);
+    const { responses, rest } = parseResponses(client.bytes, [], true);
+    expect(responses.map((r) => r.statusLine)).toEqual(["HTTP/1.1 408 Request Timeout"]);
+    expect(rest.length).toBe(0);
+    expect(client.endEvents).toEqual(["eof"]);
+  });
 });
 
 describe("connections", () => {
