@@ -62,6 +62,20 @@ const MAX_BUFFERED_AHEAD_BYTES = 1024 * 1024;
 const OUTBOX_FLUSH_BYTES = 64 * 1024;
 /** How often deadlines are checked; timeouts fire within one tick of their due time. */
 const TIMER_TICK_MS = 250;
+/**
+ * Lingering close (nginx's lingering_close): after the last byte of an answer we send FIN
+ * (socket.shutdown) and keep reading, discarding what the client still sends, for at most
+ * this long before closing. Closing with unread bytes in the kernel buffer makes Linux send
+ * RST, and a client that gets RST may lose the answer it had not read yet (RFC 9112 §9.6).
+ * nginx waits up to 30 s (lingering_time); 2 s covers what was in flight when our FIN left.
+ */
+const LINGER_MS = 2000;
+/**
+ * Bytes discarded while lingering before we close anyway: a few socket buffers' worth
+ * (loopback autotuning lets several MiB be in flight). More is a client that keeps sending
+ * after our FIN; reading it for LINGER_MS would only spend CPU on it.
+ */
+const LINGER_MAX_DISCARD_BYTES = 8 * 1024 * 1024;
 
 // ==== 2. Errors ====
 
@@ -1357,7 +1371,7 @@ export interface AppStage {
   stop(graceful: boolean): Promise<void>;
 }
 
-type Deadline = "none" | "header" | "body" | "idle";
+type Deadline = "none" | "header" | "body" | "idle" | "linger";
 
 /** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
 export class Conn {
@@ -1377,6 +1391,8 @@ export class Conn {
   private isPumping = false;
   private isPaused = false;
   private isEnding = false;
+  private isLingering = false;
+  private discardedBytes = 0;
   private hasPeerEnded = false;
   private exchangeBytesFlushed = false;
   private isBodyDone = true;
@@ -1478,10 +1494,7 @@ export class Conn {
       }
       this.pending = null;
     }
-    if (this.isEnding) {
-      this.socket.end();
-      return;
-    }
+    if (this.isEnding) return this.closeLingering();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of waiters) cb();
@@ -1490,7 +1503,7 @@ export class Conn {
   // ==== 12. Keep-alive, close, timeouts ====
 
   onData(bytes: Buffer): void {
-    if (this.isEnding || this.isClosed) return; // after a rejection nothing more is read (RFC 9112 §9.6)
+    if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
     this.parser.feedOwned(bytes);
     if (this.isParked) return;
     if (this.bodyWaiter !== null) {
@@ -1506,7 +1519,8 @@ export class Conn {
 
   /** Stop reading a client that sends faster than its requests are consumed; resume when caught up. */
   private applyReadBackpressure(): void {
-    const isFull = this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
+    // While ending, everything that arrives is read and dropped: unread bytes would turn the close into RST.
+    const isFull = !this.isEnding && this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
     if (isFull && !this.isPaused) {
       this.isPaused = true;
       this.socket.pause();
@@ -1674,10 +1688,31 @@ export class Conn {
     this.closeAfterFlush();
   }
 
+  /** No more requests are read: send what is queued, then close with FIN (a lingering close). */
   private closeAfterFlush(): void {
     this.isEnding = true;
     this.setDeadline("none", 0);
-    if (this.pending === null) this.socket.end();
+    this.applyReadBackpressure(); // a paused socket would keep unread bytes in the kernel
+    if (this.pending === null) this.closeLingering();
+  }
+
+  /**
+   * The last byte is written: half-close (FIN), then read and drop what the client still
+   * sends until its own FIN, LINGER_MS or LINGER_MAX_DISCARD_BYTES, whichever comes first.
+   * socket.end() alone closes at once, and Linux answers unread or later bytes with RST.
+   */
+  private closeLingering(): void {
+    if (this.isLingering || this.isClosed) return;
+    if (this.hasPeerEnded) return void this.socket.end(); // its FIN came after all its bytes: none are unread
+    this.isLingering = true;
+    this.socket.shutdown();
+    this.setDeadline("linger", LINGER_MS / 1000);
+  }
+
+  /** Bytes that arrive after the last answer: dropped, and counted against the linger cap. */
+  private discard(byteLength: number): void {
+    this.discardedBytes += byteLength;
+    if (this.isLingering && this.discardedBytes > LINGER_MAX_DISCARD_BYTES) this.socket.end();
   }
 
   setDeadline(kind: Deadline, seconds: number): void {
@@ -1703,12 +1738,14 @@ export class Conn {
       ex.abort();
       return;
     }
+    if (kind === "linger") return void this.socket.end(); // what the client sent in LINGER_MS was read; close now
     this.close();
   }
 
   /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
   onPeerEnd(): void {
     this.hasPeerEnded = true;
+    if (this.isLingering) return void this.socket.end(); // both sides are done: a clean close
     if (this.bodyWaiter !== null) {
       const waiter = this.bodyWaiter;
       this.bodyWaiter = null;

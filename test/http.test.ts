@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Environ, type WsgiApp, SERVER_HEADER } from "../server.ts";
-import { RawClient, cleanUp, deferred, exchange, header, headerValues, parseResponses, serve, sleep, spawnServer } from "./helpers.ts";
+import { NetClient, RawClient, cleanUp, deferred, exchange, header, headerValues, parseResponses, serve, sleep, spawnServer } from "./helpers.ts";
 
 afterEach(cleanUp);
 
@@ -530,6 +530,23 @@ describe("keep-alive and pipelining", () => {
     expect(r.responses.length).toBe(1);
     expect(header(r.responses[0], "Connection")).toBe("close");
     expect(r.text).not.toContain("/two");
+  });
+
+  test("Connection: close with pipelined requests behind it: the first response whole, then EOF, never a reset", async () => {
+    const { port } = serve(pathApp);
+    const client = await NetClient.connect(port);
+    client.socket.write(get("/one", "Connection: close\r\n") + get("/two"));
+    expect(await client.waitForEnd()).toBe(true);
+    // A pipelining client may still be sending when the server's FIN comes: those bytes must not reset the connection.
+    client.socket.write(get("/three"));
+    // Give a reset the time to come back before we half-close (a reset is what must never come).
+    await client.waitUntil(() => client.endEvents.length > 1, 500);
+    client.socket.end();
+    expect(await client.waitUntil(() => client.isClosed)).toBe(true);
+    const { responses, rest } = parseResponses(client.bytes, [], true);
+    expect(responses.map((r) => [r.status, r.body.toString(), r.isComplete])).toEqual([[200, "/one", true]]);
+    expect(rest.length).toBe(0);
+    expect(client.endEvents).toEqual(["eof"]);
   });
 
   test("three requests in one write → three responses in order", async () => {

@@ -178,6 +178,29 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
     expect(rest.length).toBe(0);
     expect(client.endEvents).toEqual(["eof"]);
   });
+
+  test("413 from the head while the client keeps sending its body: the whole 413, then a clean EOF, never a reset", async () => {
+    const { port } = serve(echoApp, { limitRequestBody: 1024 });
+    appCalls = 0;
+    const client = await NetClient.connect(port);
+    const piece = Buffer.alloc(64 * 1024, 0x62);
+    const maxBodyBytes = 8 * 1024 * 1024;
+    client.socket.write(`POST /up HTTP/1.1\r\n${HOST}Content-Length: ${64 * 1024 * 1024}\r\n\r\n`);
+    // Keep writing the body (as a client that does not read while it sends would) until the server's FIN.
+    let sent = 0;
+    while (sent < maxBodyBytes && client.endEvents.length === 0) {
+      sent += piece.length;
+      if (!client.socket.write(piece)) await client.waitUntil(() => client.endEvents.length > 0 || client.socket.writableLength === 0);
+    }
+    expect(await client.waitForEnd()).toBe(true);
+    client.socket.end();
+    expect(await client.waitUntil(() => client.isClosed)).toBe(true);
+    const { responses, rest } = parseResponses(client.bytes, [], true);
+    expect(responses.map((r) => [r.statusLine, r.isComplete])).toEqual([["HTTP/1.1 413 Content Too Large", true]]);
+    expect(rest.length).toBe(0);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(appCalls).toBe(0);
+  });
 });
 
 describe("connections", () => {
