@@ -1728,18 +1728,27 @@ export class Conn {
       if (this.server.now - this.lastDrainAt < this.server.config.timeoutS * 1000) {
         return this.setDeadline("idle", this.server.config.keepAliveS);
       }
+      this.setDeadline("none", 0);
+      return this.close(); // that response can never be completed: cut it (RST)
     }
     this.setDeadline("none", 0);
-    // In a head even when every line so far was whole and consumed (bufferedBytes is 0 then).
-    if (kind === "header" && this.parser.isInHead) return this.reject(408, "request head not received in time");
-    if (kind === "body" && this.exchange !== null) {
-      const ex = this.exchange;
-      ex.failWith(408, "");
-      ex.abort();
-      return;
+    switch (kind) {
+      case "header":
+        // In the head even when every line so far was whole (and consumed): RFC 9110 §15.5.9.
+        if (this.parser.isInHead) return this.reject(408, "request head not received in time");
+        break;
+      case "body":
+        if (this.exchange !== null) {
+          const ex = this.exchange;
+          ex.failWith(408, "");
+          ex.abort();
+          return;
+        }
+        break;
+      case "linger":
+        return void this.socket.end(); // what the client sent in LINGER_MS was read; close now
     }
-    if (kind === "linger") return void this.socket.end(); // what the client sent in LINGER_MS was read; close now
-    this.close();
+    this.closeAfterFlush(); // idle, or never sent a byte: nothing is owed, so FIN (RFC 9112 §9.5)
   }
 
   /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
@@ -1755,10 +1764,9 @@ export class Conn {
     }
   }
 
-  /** Close once the bytes already written are delivered (a finished response is never cut). */
+  /** Close once the bytes already written are delivered (a finished response is never cut), with FIN. */
   closeWhenWritten(): void {
-    if (this.pending !== null) this.closeAfterFlush();
-    else this.close();
+    this.closeAfterFlush();
   }
 
   close(): void {

@@ -179,6 +179,25 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
     expect(client.endEvents).toEqual(["eof"]);
   });
 
+  test("headerTimeoutS on a connection that never sent a byte: closed with FIN, nothing sent", async () => {
+    const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
+    const client = await NetClient.connect(port);
+    expect(await client.waitForEnd()).toBe(true);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(client.bytes.length).toBe(0);
+  });
+
+  test("keepAliveS: an idle kept-alive connection is closed with FIN, not reset", async () => {
+    const { port } = serve(echoApp, { keepAliveS: 0.5 });
+    const client = await NetClient.connect(port);
+    client.socket.write(get("/one"));
+    expect(await client.waitUntil(() => parseResponses(client.bytes).responses.length === 1)).toBe(true);
+    const before = client.bytes.length;
+    expect(await client.waitForEnd()).toBe(true);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(client.bytes.length).toBe(before);
+  });
+
   test("413 from the head while the client keeps sending its body: the whole 413, then a clean EOF, never a reset", async () => {
     const { port } = serve(echoApp, { limitRequestBody: 1024 });
     appCalls = 0;
