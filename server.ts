@@ -723,6 +723,10 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
     // RFC 9112 §6.1: Transfer-Encoding is 1.1-only; with Content-Length it is a smuggling attempt.
     if (head.version === "HTTP/1.0") return new HttpError(400, "TRANSFER_ENCODING_ON_1_0", "Transfer-Encoding in an HTTP/1.0 request");
     if (contentLength !== -1) return new HttpError(400, "LENGTH_AND_CHUNKED", "both Content-Length and Transfer-Encoding");
+    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once; such framing is invalid, not unsupported.
+    if (transferCodings.indexOf("chunked") !== transferCodings.lastIndexOf("chunked")) {
+      return new HttpError(400, "CHUNKED_TWICE", "chunked transfer coding applied more than once");
+    }
     if (transferCodings.length !== 1 || transferCodings[0] !== "chunked") {
       return new HttpError(501, "UNSUPPORTED_TRANSFER_CODING", "only chunked transfer coding is supported");
     }
