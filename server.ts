@@ -144,6 +144,22 @@ function parseDigits(s: string): number {
   return n;
 }
 
+/**
+ * Content-Length = 1*DIGIT (RFC 9110 §8.6), or that one value repeated as a list ("5, 5"), which
+ * RFC 9110 §8.6 lets a recipient take as the value; -1 for anything else, empty elements included.
+ */
+function parseContentLength(value: string): number {
+  const n = parseDigits(value);
+  if (n >= 0 || value.indexOf(",") === -1) return n;
+  let first = -1;
+  for (const element of value.split(",")) {
+    const m = parseDigits(trimOws(element));
+    if (m < 0 || (first !== -1 && m !== first)) return -1;
+    first = m;
+  }
+  return first;
+}
+
 /** Strip SP and HTAB only (RFC 9110 §5.5 OWS): String.prototype.trim removes far more. */
 function trimOws(s: string): string {
   let a = 0, b = s.length;
@@ -689,8 +705,9 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
         hosts++;
         break;
       case "content-length": {
-        // RFC 9110 §8.6: digits only. A list or two different values is refused (RFC 9112 §6.3 ¶5).
-        const n = parseDigits(value);
+        // RFC 9110 §8.6: digits only, or one value repeated. Two field lines are the same as one
+        // list (RFC 9110 §5.3), so both forms agree; different values are refused (RFC 9112 §6.3 ¶5).
+        const n = parseContentLength(value);
         if (n < 0) return new HttpError(400, "BAD_CONTENT_LENGTH", "invalid Content-Length");
         if (contentLength !== -1 && contentLength !== n) return new HttpError(400, "BAD_CONTENT_LENGTH", "conflicting Content-Length");
         contentLength = n;
@@ -803,9 +820,14 @@ export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName
     // A '_' in a name would map onto the same key as '-': X_Forwarded_For could pose as
     // X-Forwarded-For, so such headers are dropped (as nginx and gunicorn ≥ 22 do).
     if (name.indexOf("_") !== -1) continue;
+    if (name === "content-length") {
+      // Repeats were checked to be one value (applyHeadRules): the app gets the value that framed
+      // the body, never "5, 5", which no app can read as a length.
+      environ.CONTENT_LENGTH ??= value.indexOf(",") === -1 ? value : String(head.contentLength);
+      continue;
+    }
     let key: string;
     if (name === "content-type") key = "CONTENT_TYPE";
-    else if (name === "content-length") key = "CONTENT_LENGTH";
     else key = environKey(name);
     const previous = environ[key];
     // RFC 9110 §5.3: repeated fields combine with ", "; Cookie uses "; " (RFC 6265 §5.4).

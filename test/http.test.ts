@@ -94,6 +94,19 @@ describe("environ seen by a TypeScript app", () => {
     expect("HTTP_CONTENT_LENGTH" in env).toBe(false);
   });
 
+  test("a repeated Content-Length (two fields, or '5, 5') reaches the app as the one value that framed the body", async () => {
+    const { port } = serve((environ, start) => {
+      const cl = environ.CONTENT_LENGTH;
+      const body = Buffer.from(environ["wsgi.input"].read(Number(cl))).toString("latin1");
+      start("200 OK", [["Content-Type", "application/json"]]);
+      return [JSON.stringify({ cl, body })];
+    });
+    for (const fields of ["Content-Length: 5\r\nContent-Length: 5\r\n", "Content-Length: 5, 5\r\n", "Content-Length: 5,5\r\nContent-Length: 5\r\n"]) {
+      const r = await exchange(port, `POST /up HTTP/1.1\r\n${HOST}${fields}\r\nhello`);
+      expect(r.responses.map((res) => [res.status, JSON.parse(res.body.toString() || "null")])).toEqual([[200, { cl: "5", body: "hello" }]]);
+    }
+  });
+
   test("a header with '_' in its name is dropped, so it cannot pose as its '-' twin", async () => {
     const { port } = serve(environApp);
     const env = await fetchEnviron(port, get("/", "X_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 1.1.1.1\r\nX_Only: z\r\n"));
