@@ -1242,6 +1242,9 @@ export class Exchange {
     let framing = "";
     if (checked.contentLength >= 0) {
       this.declaredLength = checked.contentLength;
+    } else if (this.knownLength === 0 && head.method === "HEAD") {
+      // RFC 9110 §9.3.2: a HEAD answer carries the length GET would have, or none. An app that
+      // skips the body for HEAD says nothing of that length, so "Content-Length: 0" would be a lie.
     } else if (this.knownLength >= 0 && checked.status !== 204 && checked.status !== 304) {
       this.declaredLength = this.knownLength;
       framing = "Content-Length: " + this.knownLength + "\r\n";

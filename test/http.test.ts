@@ -402,6 +402,24 @@ describe("response framing", () => {
     }
   });
 
+  test("HEAD with an empty body: no Content-Length is invented; the app's own is sent as given (RFC 9110 §9.3.2)", async () => {
+    const { port } = serve((environ, start) => {
+      const kind = environ.PATH_INFO.slice(1);
+      start("200 OK", kind === "own" ? [["Content-Length", "5"]] : [["X-Kind", kind]]);
+      if (kind === "generator") return (function* () {})();
+      return kind === "empty-string" ? [""] : [];
+    });
+    for (const kind of ["list", "empty-string", "generator", "own"]) {
+      const client = await RawClient.connect(port);
+      client.write(`HEAD /${kind} HTTP/1.1\r\n${HOST}\r\n` + get("/list"));
+      const responses = await client.readResponses(2, ["HEAD", "GET"]);
+      expect(responses.map((r) => r.status)).toEqual([200, 200]);
+      expect([kind, headerValues(responses[0], "Content-Length")]).toEqual([kind, kind === "own" ? ["5"] : []]);
+      expect(parseResponses(client.bytes, ["HEAD", "GET"]).rest.length).toBe(0);
+      client.destroy();
+    }
+  });
+
   test("204 and 304 have no body even when the app yields one; the next pipelined response is intact", async () => {
     const { port } = serve((environ, start) => {
       const status = environ.PATH_INFO === "/204" ? "204 No Content" : environ.PATH_INFO === "/304" ? "304 Not Modified" : "200 OK";
