@@ -1568,6 +1568,9 @@ export class Conn {
         if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.closeWhenWritten();
         const event = this.parser.next();
         if (event.kind === "head") {
+          // RFC 9110 §9.3.6: any 2xx to CONNECT turns the connection into a tunnel; we are no
+          // proxy, so the front refuses it before an app (TypeScript or Python) can answer.
+          if (event.head.method === "CONNECT") return this.reject(501, "CONNECT is not supported: this server is not a proxy");
           this.startExchange(event.head);
           continue;
         }

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Environ, type WsgiApp, SERVER_HEADER } from "../server.ts";
 import { NetClient, RawClient, cleanUp, deferred, exchange, header, headerValues, parseResponses, serve, sleep, spawnServer } from "./helpers.ts";
+import { startPy, stopPy } from "./pyhelpers.ts";
 
 afterEach(cleanUp);
 
@@ -696,6 +697,28 @@ describe("rejected requests and app errors", () => {
     expect(r.isClosed).toBe(true);
     expect(r.text).not.toContain("/never");
   });
+
+  test("CONNECT → 501 from the front before any app runs, TypeScript or Python: no 2xx can open a tunnel (RFC 9110 §9.3.6)", async () => {
+    const connect = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let calls = 0;
+    const { port } = serve((_env, start) => {
+      calls++;
+      start("200 OK", [["Content-Type", "text/plain"]]);
+      return ["tunnel?"];
+    });
+    const python = await startPy("test/pyapps/probe.py", ["-w", "1"]);
+    try {
+      for (const p of [port, python.port]) {
+        const r = await exchange(p, connect + get("/after"), { count: 2 });
+        expect(r.responses.map((res) => res.statusLine)).toEqual(["HTTP/1.1 501 Not Implemented"]);
+        expect(header(r.responses[0], "Connection")).toBe("close");
+        expect(r.isClosed).toBe(true);
+      }
+      expect(calls).toBe(0);
+    } finally {
+      await stopPy(python);
+    }
+  }, 30_000);
 
   test("an exception before start_response → 500 with a short body, no traceback", async () => {
     const { port } = serve(() => { throw new Error("boom-marker"); });
