@@ -63,6 +63,20 @@ const OUTBOX_FLUSH_BYTES = 64 * 1024;
 const TIMER_TICK_MS = 250;
 /** Exit status when a worker cannot load the app at start-up (gunicorn's WORKER_BOOT_ERROR). */
 const EXIT_WORKER_BOOT_ERROR = 3;
+/**
+ * Lingering close (nginx's lingering_close): after the last byte of an answer we send FIN
+ * (socket.shutdown) and keep reading, discarding what the client still sends, for at most
+ * this long before closing. Closing with unread bytes in the kernel buffer makes Linux send
+ * RST, and a client that gets RST may lose the answer it had not read yet (RFC 9112 §9.6).
+ * nginx waits up to 30 s (lingering_time); 2 s covers what was in flight when our FIN left.
+ */
+const LINGER_MS = 2000;
+/**
+ * Bytes discarded while lingering before we close anyway: a few socket buffers' worth
+ * (loopback autotuning lets several MiB be in flight). More is a client that keeps sending
+ * after our FIN; reading it for LINGER_MS would only spend CPU on it.
+ */
+const LINGER_MAX_DISCARD_BYTES = 8 * 1024 * 1024;
 
 // ==== 2. Errors ====
 
@@ -129,6 +143,22 @@ function parseDigits(s: string): number {
     n = n * 10 + d;
   }
   return n;
+}
+
+/**
+ * Content-Length = 1*DIGIT (RFC 9110 §8.6), or that one value repeated as a list ("5, 5"), which
+ * RFC 9110 §8.6 lets a recipient take as the value; -1 for anything else, empty elements included.
+ */
+function parseContentLength(value: string): number {
+  const n = parseDigits(value);
+  if (n >= 0 || value.indexOf(",") === -1) return n;
+  let first = -1;
+  for (const element of value.split(",")) {
+    const m = parseDigits(trimOws(element));
+    if (m < 0 || (first !== -1 && m !== first)) return -1;
+    first = m;
+  }
+  return first;
 }
 
 /** Strip SP and HTAB only (RFC 9110 §5.5 OWS): String.prototype.trim removes far more. */
@@ -676,8 +706,9 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
         hosts++;
         break;
       case "content-length": {
-        // RFC 9110 §8.6: digits only. A list or two different values is refused (RFC 9112 §6.3 ¶5).
-        const n = parseDigits(value);
+        // RFC 9110 §8.6: digits only, or one value repeated. Two field lines are the same as one
+        // list (RFC 9110 §5.3), so both forms agree; different values are refused (RFC 9112 §6.3 ¶5).
+        const n = parseContentLength(value);
         if (n < 0) return new HttpError(400, "BAD_CONTENT_LENGTH", "invalid Content-Length");
         if (contentLength !== -1 && contentLength !== n) return new HttpError(400, "BAD_CONTENT_LENGTH", "conflicting Content-Length");
         contentLength = n;
@@ -710,6 +741,10 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
     // RFC 9112 §6.1: Transfer-Encoding is 1.1-only; with Content-Length it is a smuggling attempt.
     if (head.version === "HTTP/1.0") return new HttpError(400, "TRANSFER_ENCODING_ON_1_0", "Transfer-Encoding in an HTTP/1.0 request");
     if (contentLength !== -1) return new HttpError(400, "LENGTH_AND_CHUNKED", "both Content-Length and Transfer-Encoding");
+    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once; such framing is invalid, not unsupported.
+    if (transferCodings.indexOf("chunked") !== transferCodings.lastIndexOf("chunked")) {
+      return new HttpError(400, "CHUNKED_TWICE", "chunked transfer coding applied more than once");
+    }
     if (transferCodings.length !== 1 || transferCodings[0] !== "chunked") {
       return new HttpError(501, "UNSUPPORTED_TRANSFER_CODING", "only chunked transfer coding is supported");
     }
@@ -786,9 +821,14 @@ export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName
     // A '_' in a name would map onto the same key as '-': X_Forwarded_For could pose as
     // X-Forwarded-For, so such headers are dropped (as nginx and gunicorn ≥ 22 do).
     if (name.indexOf("_") !== -1) continue;
+    if (name === "content-length") {
+      // Repeats were checked to be one value (applyHeadRules): the app gets the value that framed
+      // the body, never "5, 5", which no app can read as a length.
+      environ.CONTENT_LENGTH ??= value.indexOf(",") === -1 ? value : String(head.contentLength);
+      continue;
+    }
     let key: string;
     if (name === "content-type") key = "CONTENT_TYPE";
-    else if (name === "content-length") key = "CONTENT_LENGTH";
     else key = environKey(name);
     const previous = environ[key];
     // RFC 9110 §5.3: repeated fields combine with ", "; Cookie uses "; " (RFC 6265 §5.4).
@@ -1203,6 +1243,9 @@ export class Exchange implements AppExchange {
     let framing = "";
     if (checked.contentLength >= 0) {
       this.declaredLength = checked.contentLength;
+    } else if (this.knownLength === 0 && head.method === "HEAD") {
+      // RFC 9110 §9.3.2: a HEAD answer carries the length GET would have, or none. An app that
+      // skips the body for HEAD says nothing of that length, so "Content-Length: 0" would be a lie.
     } else if (this.knownLength >= 0 && checked.status !== 204 && checked.status !== 304) {
       this.declaredLength = this.knownLength;
       framing = "Content-Length: " + this.knownLength + "\r\n";
@@ -1368,7 +1411,7 @@ export interface AppStage {
   stop(graceful: boolean): Promise<void>;
 }
 
-type Deadline = "none" | "header" | "body" | "idle";
+type Deadline = "none" | "header" | "body" | "idle" | "linger";
 
 /** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
 export class Conn {
@@ -1388,6 +1431,8 @@ export class Conn {
   private isPumping = false;
   private isPaused = false;
   private isEnding = false;
+  private isLingering = false;
+  private discardedBytes = 0;
   private hasPeerEnded = false;
   private exchangeBytesFlushed = false;
   private isBodyDone = true;
@@ -1489,10 +1534,7 @@ export class Conn {
       }
       this.pending = null;
     }
-    if (this.isEnding) {
-      this.socket.end();
-      return;
-    }
+    if (this.isEnding) return this.closeLingering();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of waiters) cb();
@@ -1501,7 +1543,7 @@ export class Conn {
   // ==== 12. Keep-alive, close, timeouts ====
 
   onData(bytes: Buffer): void {
-    if (this.isEnding || this.isClosed) return; // after a rejection nothing more is read (RFC 9112 §9.6)
+    if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
     this.parser.feedOwned(bytes);
     if (this.isParked) return;
     if (this.bodyWaiter !== null) {
@@ -1517,7 +1559,8 @@ export class Conn {
 
   /** Stop reading a client that sends faster than its requests are consumed; resume when caught up. */
   private applyReadBackpressure(): void {
-    const isFull = this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
+    // While ending, everything that arrives is read and dropped: unread bytes would turn the close into RST.
+    const isFull = !this.isEnding && this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
     if (isFull && !this.isPaused) {
       this.isPaused = true;
       this.socket.pause();
@@ -1536,15 +1579,17 @@ export class Conn {
         if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.closeWhenWritten();
         const event = this.parser.next();
         if (event.kind === "head") {
+          // RFC 9110 §9.3.6: any 2xx to CONNECT turns the connection into a tunnel; we are no
+          // proxy, so the front refuses it before an app (TypeScript or Python) can answer.
+          if (event.head.method === "CONNECT") return this.reject(501, "CONNECT is not supported: this server is not a proxy");
           this.startExchange(event.head);
           continue;
         }
         if (event.kind === "need-more") {
-          if (this.parser.isInHead) {
-            if (this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
-          } else if (this.hasPeerEnded) {
-            return this.closeAfterFlush(); // every request it sent is answered
-          }
+          // Every complete request it sent is answered; a head cut by the client's FIN can never
+          // complete, and there is no one to answer it for: close now, not at the header timeout.
+          if (this.hasPeerEnded) return this.closeAfterFlush();
+          if (this.parser.isInHead && this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
           return;
         }
         if (event.kind === "error") return this.reject(event.status, event.message);
@@ -1686,10 +1731,31 @@ export class Conn {
     this.closeAfterFlush();
   }
 
+  /** No more requests are read: send what is queued, then close with FIN (a lingering close). */
   private closeAfterFlush(): void {
     this.isEnding = true;
     this.setDeadline("none", 0);
-    if (this.pending === null) this.socket.end();
+    this.applyReadBackpressure(); // a paused socket would keep unread bytes in the kernel
+    if (this.pending === null) this.closeLingering();
+  }
+
+  /**
+   * The last byte is written: half-close (FIN), then read and drop what the client still
+   * sends until its own FIN, LINGER_MS or LINGER_MAX_DISCARD_BYTES, whichever comes first.
+   * socket.end() alone closes at once, and Linux answers unread or later bytes with RST.
+   */
+  private closeLingering(): void {
+    if (this.isLingering || this.isClosed) return;
+    if (this.hasPeerEnded) return void this.socket.end(); // its FIN came after all its bytes: none are unread
+    this.isLingering = true;
+    this.socket.shutdown();
+    this.setDeadline("linger", LINGER_MS / 1000);
+  }
+
+  /** Bytes that arrive after the last answer: dropped, and counted against the linger cap. */
+  private discard(byteLength: number): void {
+    this.discardedBytes += byteLength;
+    if (this.isLingering && this.discardedBytes > LINGER_MAX_DISCARD_BYTES) this.socket.end();
   }
 
   setDeadline(kind: Deadline, seconds: number): void {
@@ -1705,21 +1771,33 @@ export class Conn {
       if (this.server.now - this.lastDrainAt < this.server.config.timeoutS * 1000) {
         return this.setDeadline("idle", this.server.config.keepAliveS);
       }
+      this.setDeadline("none", 0);
+      return this.close(); // that response can never be completed: cut it (RST)
     }
     this.setDeadline("none", 0);
-    if (kind === "header" && this.parser.bufferedBytes > 0) return this.reject(408, "request head not received in time");
-    if (kind === "body" && this.exchange !== null) {
-      const ex = this.exchange;
-      ex.failWith(408, "");
-      ex.abort();
-      return;
+    switch (kind) {
+      case "header":
+        // In the head even when every line so far was whole (and consumed): RFC 9110 §15.5.9.
+        if (this.parser.isInHead) return this.reject(408, "request head not received in time");
+        break;
+      case "body":
+        if (this.exchange !== null) {
+          const ex = this.exchange;
+          ex.failWith(408, "");
+          ex.abort();
+          return;
+        }
+        break;
+      case "linger":
+        return void this.socket.end(); // what the client sent in LINGER_MS was read; close now
     }
-    this.close();
+    this.closeAfterFlush(); // idle, or never sent a byte: nothing is owed, so FIN (RFC 9112 §9.5)
   }
 
   /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
   onPeerEnd(): void {
     this.hasPeerEnded = true;
+    if (this.isLingering) return void this.socket.end(); // both sides are done: a clean close
     if (this.bodyWaiter !== null) {
       const waiter = this.bodyWaiter;
       this.bodyWaiter = null;
@@ -1729,10 +1807,9 @@ export class Conn {
     }
   }
 
-  /** Close once the bytes already written are delivered (a finished response is never cut). */
+  /** Close once the bytes already written are delivered (a finished response is never cut), with FIN. */
   closeWhenWritten(): void {
-    if (this.pending !== null) this.closeAfterFlush();
-    else this.close();
+    this.closeAfterFlush();
   }
 
   close(): void {

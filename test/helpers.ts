@@ -7,6 +7,7 @@
 // subprocesses by their own pid.
 import type { Socket, Subprocess } from "bun";
 import { readFileSync } from "node:fs";
+import net from "node:net";
 import { join } from "node:path";
 import { type Config, type WsgiApp, startServer } from "../server.ts";
 
@@ -300,6 +301,77 @@ export async function exchange(port: number, request: string | Uint8Array, opts:
   return result;
 }
 
+// ==== A node:net client that tells a clean close (FIN) from a reset (RST) ====
+
+const netClients = new Set<NetClient>();
+
+/**
+ * A node:net client that logs, in order, what the kernel reported: "eof" for the server's
+ * FIN and "error:ECONNRESET" (or another code) for a reset, so a test can tell the two apart.
+ * It half-closes by itself only when told (allowHalfOpen), and may keep writing after EOF.
+ */
+export class NetClient {
+  readonly events: string[] = [];
+  private chunks: Buffer[] = [];
+  private waiters = new Set<() => void>();
+  isClosed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on("data", (d: Buffer) => { this.chunks.push(d); this.notify(); });
+    socket.on("end", () => { this.events.push("eof"); this.notify(); });
+    socket.on("error", (e: NodeJS.ErrnoException) => { this.events.push(`error:${e.code ?? e.message}`); this.notify(); });
+    socket.on("close", () => { this.isClosed = true; this.events.push("close"); this.notify(); });
+  }
+
+  static connect(port: number): Promise<NetClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      const client = new NetClient(socket);
+      netClients.add(client);
+      socket.once("connect", () => resolve(client));
+      socket.once("error", reject);
+    });
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  get hasEof(): boolean {
+    return this.events.includes("eof");
+  }
+
+  /** The events other than data, "close" left out: e.g. ["eof"] for a clean close, ["error:ECONNRESET"] for a reset. */
+  get endEvents(): string[] {
+    return this.events.filter((e) => e !== "close");
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Wait until `predicate` holds (checked on every event); false on timeout. */
+  waitUntil(predicate: () => boolean, timeoutMs = 3000): Promise<boolean> {
+    if (predicate()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = () => { if (predicate()) done(true); };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok: boolean) => { clearTimeout(timer); this.waiters.delete(check); resolve(ok); };
+      this.waiters.add(check);
+    });
+  }
+
+  /** Wait for the server's FIN or a reset. */
+  waitForEnd(timeoutMs = 3000): Promise<boolean> {
+    return this.waitUntil(() => this.endEvents.length > 0, timeoutMs);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    netClients.delete(this);
+  }
+}
+
 // ==== In-process servers ====
 
 type RunningServer = ReturnType<typeof startServer>;
@@ -420,6 +492,8 @@ export function readRssBytes(pid: number): number {
 export async function cleanUp(): Promise<void> {
   for (const c of [...clients]) c.destroy();
   clients.clear();
+  for (const c of [...netClients]) c.destroy();
+  netClients.clear();
   const stops = [...servers].map((s) => s.stop(false).catch(() => {}));
   servers.clear();
   await Promise.all(stops);

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Environ, type WsgiApp, SERVER_HEADER } from "../server.ts";
-import { RawClient, cleanUp, deferred, exchange, header, headerValues, parseResponses, serve, sleep, spawnServer } from "./helpers.ts";
+import { NetClient, RawClient, cleanUp, deferred, exchange, header, headerValues, parseResponses, serve, sleep, spawnServer } from "./helpers.ts";
+import { startPy, stopPy } from "./pyhelpers.ts";
 
 afterEach(cleanUp);
 
@@ -92,6 +93,19 @@ describe("environ seen by a TypeScript app", () => {
     expect(env.CONTENT_LENGTH).toBe("3");
     expect("HTTP_CONTENT_TYPE" in env).toBe(false);
     expect("HTTP_CONTENT_LENGTH" in env).toBe(false);
+  });
+
+  test("a repeated Content-Length (two fields, or '5, 5') reaches the app as the one value that framed the body", async () => {
+    const { port } = serve((environ, start) => {
+      const cl = environ.CONTENT_LENGTH;
+      const body = Buffer.from(environ["wsgi.input"].read(Number(cl))).toString("latin1");
+      start("200 OK", [["Content-Type", "application/json"]]);
+      return [JSON.stringify({ cl, body })];
+    });
+    for (const fields of ["Content-Length: 5\r\nContent-Length: 5\r\n", "Content-Length: 5, 5\r\n", "Content-Length: 5,5\r\nContent-Length: 5\r\n"]) {
+      const r = await exchange(port, `POST /up HTTP/1.1\r\n${HOST}${fields}\r\nhello`);
+      expect(r.responses.map((res) => [res.status, JSON.parse(res.body.toString() || "null")])).toEqual([[200, { cl: "5", body: "hello" }]]);
+    }
   });
 
   test("a header with '_' in its name is dropped, so it cannot pose as its '-' twin", async () => {
@@ -389,6 +403,24 @@ describe("response framing", () => {
     }
   });
 
+  test("HEAD with an empty body: no Content-Length is invented; the app's own is sent as given (RFC 9110 §9.3.2)", async () => {
+    const { port } = serve((environ, start) => {
+      const kind = environ.PATH_INFO.slice(1);
+      start("200 OK", kind === "own" ? [["Content-Length", "5"]] : [["X-Kind", kind]]);
+      if (kind === "generator") return (function* () {})();
+      return kind === "empty-string" ? [""] : [];
+    });
+    for (const kind of ["list", "empty-string", "generator", "own"]) {
+      const client = await RawClient.connect(port);
+      client.write(`HEAD /${kind} HTTP/1.1\r\n${HOST}\r\n` + get("/list"));
+      const responses = await client.readResponses(2, ["HEAD", "GET"]);
+      expect(responses.map((r) => r.status)).toEqual([200, 200]);
+      expect([kind, headerValues(responses[0], "Content-Length")]).toEqual([kind, kind === "own" ? ["5"] : []]);
+      expect(parseResponses(client.bytes, ["HEAD", "GET"]).rest.length).toBe(0);
+      client.destroy();
+    }
+  });
+
   test("204 and 304 have no body even when the app yields one; the next pipelined response is intact", async () => {
     const { port } = serve((environ, start) => {
       const status = environ.PATH_INFO === "/204" ? "204 No Content" : environ.PATH_INFO === "/304" ? "304 Not Modified" : "200 OK";
@@ -532,6 +564,23 @@ describe("keep-alive and pipelining", () => {
     expect(r.text).not.toContain("/two");
   });
 
+  test("Connection: close with pipelined requests behind it: the first response whole, then EOF, never a reset", async () => {
+    const { port } = serve(pathApp);
+    const client = await NetClient.connect(port);
+    client.socket.write(get("/one", "Connection: close\r\n") + get("/two"));
+    expect(await client.waitForEnd()).toBe(true);
+    // A pipelining client may still be sending when the server's FIN comes: those bytes must not reset the connection.
+    client.socket.write(get("/three"));
+    // Give a reset the time to come back before we half-close (a reset is what must never come).
+    await client.waitUntil(() => client.endEvents.length > 1, 500);
+    client.socket.end();
+    expect(await client.waitUntil(() => client.isClosed)).toBe(true);
+    const { responses, rest } = parseResponses(client.bytes, [], true);
+    expect(responses.map((r) => [r.status, r.body.toString(), r.isComplete])).toEqual([[200, "/one", true]]);
+    expect(rest.length).toBe(0);
+    expect(client.endEvents).toEqual(["eof"]);
+  });
+
   test("three requests in one write → three responses in order", async () => {
     const { port } = serve(pathApp);
     const r = await exchange(port, get("/one") + `POST /two HTTP/1.1\r\n${HOST}Content-Length: 5\r\n\r\nhello` + get("/three"), { count: 3 });
@@ -648,6 +697,28 @@ describe("rejected requests and app errors", () => {
     expect(r.isClosed).toBe(true);
     expect(r.text).not.toContain("/never");
   });
+
+  test("CONNECT → 501 from the front before any app runs, TypeScript or Python: no 2xx can open a tunnel (RFC 9110 §9.3.6)", async () => {
+    const connect = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let calls = 0;
+    const { port } = serve((_env, start) => {
+      calls++;
+      start("200 OK", [["Content-Type", "text/plain"]]);
+      return ["tunnel?"];
+    });
+    const python = await startPy("test/pyapps/probe.py", ["-w", "1"]);
+    try {
+      for (const p of [port, python.port]) {
+        const r = await exchange(p, connect + get("/after"), { count: 2 });
+        expect(r.responses.map((res) => res.statusLine)).toEqual(["HTTP/1.1 501 Not Implemented"]);
+        expect(header(r.responses[0], "Connection")).toBe("close");
+        expect(r.isClosed).toBe(true);
+      }
+      expect(calls).toBe(0);
+    } finally {
+      await stopPy(python);
+    }
+  }, 30_000);
 
   test("an exception before start_response → 500 with a short body, no traceback", async () => {
     const { port } = serve(() => { throw new Error("boom-marker"); });

@@ -2,7 +2,7 @@
 // is reached in a few bytes or half a second.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { WsgiApp } from "../server.ts";
-import { RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
+import { NetClient, RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
 
 afterEach(cleanUp);
 
@@ -152,6 +152,73 @@ describe("timeouts", () => {
     const { responses } = parseResponses(client.bytes, [], client.isDone);
     expect(responses[0].isComplete).toBe(true);
     expect(responses[0].body.length).toBe(size);
+  });
+});
+
+describe("closing: FIN for what is over, RST only for an answer cut short", () => {
+  test("a client's FIN inside a request head closes the connection at once (long before headerTimeoutS), nothing answered", async () => {
+    const { port } = serve(echoApp, { headerTimeoutS: 60 });
+    appCalls = 0;
+    const client = await NetClient.connect(port);
+    client.socket.write("GET / HTTP/1.1\r\nHost: t\r\nX-Part");
+    client.socket.end();
+    expect(await client.waitForEnd()).toBe(true);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(client.bytes.length).toBe(0);
+    expect(appCalls).toBe(0);
+  });
+
+  test("headerTimeoutS: complete head lines then silence → 408, then a clean close (FIN)", async () => {
+    const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
+    const client = await NetClient.connect(port);
+    client.socket.write("GET / HTTP/1.1\r\nHost: t\r\n");
+    expect(await client.waitForEnd()).toBe(true);
+    const { responses, rest } = parseResponses(client.bytes, [], true);
+    expect(responses.map((r) => r.statusLine)).toEqual(["HTTP/1.1 408 Request Timeout"]);
+    expect(rest.length).toBe(0);
+    expect(client.endEvents).toEqual(["eof"]);
+  });
+
+  test("headerTimeoutS on a connection that never sent a byte: closed with FIN, nothing sent", async () => {
+    const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
+    const client = await NetClient.connect(port);
+    expect(await client.waitForEnd()).toBe(true);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(client.bytes.length).toBe(0);
+  });
+
+  test("keepAliveS: an idle kept-alive connection is closed with FIN, not reset", async () => {
+    const { port } = serve(echoApp, { keepAliveS: 0.5 });
+    const client = await NetClient.connect(port);
+    client.socket.write(get("/one"));
+    expect(await client.waitUntil(() => parseResponses(client.bytes).responses.length === 1)).toBe(true);
+    const before = client.bytes.length;
+    expect(await client.waitForEnd()).toBe(true);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(client.bytes.length).toBe(before);
+  });
+
+  test("413 from the head while the client keeps sending its body: the whole 413, then a clean EOF, never a reset", async () => {
+    const { port } = serve(echoApp, { limitRequestBody: 1024 });
+    appCalls = 0;
+    const client = await NetClient.connect(port);
+    const piece = Buffer.alloc(64 * 1024, 0x62);
+    const maxBodyBytes = 8 * 1024 * 1024;
+    client.socket.write(`POST /up HTTP/1.1\r\n${HOST}Content-Length: ${64 * 1024 * 1024}\r\n\r\n`);
+    // Keep writing the body (as a client that does not read while it sends would) until the server's FIN.
+    let sent = 0;
+    while (sent < maxBodyBytes && client.endEvents.length === 0) {
+      sent += piece.length;
+      if (!client.socket.write(piece)) await client.waitUntil(() => client.endEvents.length > 0 || client.socket.writableLength === 0);
+    }
+    expect(await client.waitForEnd()).toBe(true);
+    client.socket.end();
+    expect(await client.waitUntil(() => client.isClosed)).toBe(true);
+    const { responses, rest } = parseResponses(client.bytes, [], true);
+    expect(responses.map((r) => [r.statusLine, r.isComplete])).toEqual([["HTTP/1.1 413 Content Too Large", true]]);
+    expect(rest.length).toBe(0);
+    expect(client.endEvents).toEqual(["eof"]);
+    expect(appCalls).toBe(0);
   });
 });
 

@@ -357,6 +357,18 @@ const ACCEPT: Case[] = [
     bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello`,
     expect: [clReq("hello", [["host", "h"], ["content-length", "5"], ["content-length", "5"]])],
   },
+  // RFC 9110 §5.3 makes two field lines and one list the same message, so both forms of the
+  // same value repeated are taken as that value (RFC 9110 §8.6 allows it; h11 does the same).
+  {
+    name: "RFC 9110 §8.6: Content-Length list '5, 5' (the same value repeated)",
+    bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 5, 5\r\n\r\nhello`,
+    expect: [clReq("hello", [["host", "h"], ["content-length", "5, 5"]])],
+  },
+  {
+    name: "RFC 9110 §8.6: Content-Length list '5,5' and a third line '5'",
+    bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 5,5\r\nContent-Length: 5\r\n\r\nhello`,
+    expect: [clReq("hello", [["host", "h"], ["content-length", "5,5"], ["content-length", "5"]])],
+  },
   {
     name: "RFC 9112 §6.2: body bytes are opaque (CRLF, NUL, 0xff)",
     bytes: `${postCL(8)}\r\n\0\xff\r\n\r\n`,
@@ -640,8 +652,12 @@ const REJECT: Case[] = [
   { name: "RFC 9110 §8.6: Content-Length 0x5", bytes: withCL("0x5"), expect: BAD_REQUEST },
   { name: "RFC 9110 §8.6: Content-Length '5 5'", bytes: withCL("5 5"), expect: BAD_REQUEST },
   { name: "RFC 9110 §8.6: Content-Length '5\\t5'", bytes: withCL("5\t5"), expect: BAD_REQUEST },
-  { name: "RFC 9110 §8.6: Content-Length list '5,5' (strict)", bytes: withCL("5,5"), expect: BAD_REQUEST },
-  { name: "RFC 9110 §8.6: Content-Length list '5, 5' (strict)", bytes: withCL("5, 5"), expect: BAD_REQUEST },
+  { name: "RFC 9110 §8.6: Content-Length list '5, 6'", bytes: withCL("5, 6"), expect: BAD_REQUEST },
+  { name: "RFC 9110 §8.6: Content-Length list '5,' (empty element, strict)", bytes: withCL("5,"), expect: BAD_REQUEST },
+  { name: "RFC 9110 §8.6: Content-Length list ', 5' (empty element, strict)", bytes: withCL(", 5"), expect: BAD_REQUEST },
+  { name: "RFC 9110 §8.6: Content-Length list '5,,5' (empty element, strict)", bytes: withCL("5,,5"), expect: BAD_REQUEST },
+  { name: "RFC 9110 §8.6: Content-Length list '5, +5'", bytes: withCL("5, +5"), expect: BAD_REQUEST },
+  { name: "RFC 9112 §6.3: Content-Length '5' then a line '5, 6'", bytes: `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 5, 6\r\n\r\nhello!`, expect: BAD_REQUEST },
   { name: "RFC 9110 §8.6: empty Content-Length", bytes: withCL(""), expect: BAD_REQUEST },
   { name: "RFC 9110 §8.6: Content-Length 'abc'", bytes: withCL("abc"), expect: BAD_REQUEST },
   { name: "RFC 9110 §8.6: Content-Length 5.0", bytes: withCL("5.0"), expect: BAD_REQUEST },
@@ -656,6 +672,9 @@ const REJECT: Case[] = [
   { name: "RFC 9112 §6.1: gzip, chunked is not supported (501)", bytes: withTE("gzip, chunked"), expect: reject(501) },
   { name: "RFC 9112 §6.1: chunked, gzip (chunked not final) (501)", bytes: withTE("chunked, gzip"), expect: reject(501) },
   { name: "RFC 9112 §6.1: gzip alone (501)", bytes: withTE("gzip"), expect: reject(501) },
+  { name: "RFC 9112 §6.1: chunked, chunked (chunked twice is invalid framing)", bytes: withTE("chunked, chunked"), expect: BAD_REQUEST },
+  { name: "RFC 9112 §6.1: chunked on two field lines (chunked twice)", bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, expect: BAD_REQUEST },
+  { name: "RFC 9112 §6.1: gzip, chunked, chunked (chunked twice)", bytes: withTE("gzip, chunked, chunked"), expect: BAD_REQUEST },
   { name: "RFC 9112 §6.1: identity (501)", bytes: withTE("identity"), expect: reject(501) },
   { name: "RFC 9112 §6.1: gzip and chunked on two field lines (501)", bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, expect: reject(501) },
   { name: "RFC 9112 §6.3: Transfer-Encoding and Content-Length (strict)", bytes: `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, expect: BAD_REQUEST },
