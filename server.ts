@@ -2659,7 +2659,8 @@ interface FlagSpec { names: string[]; key: keyof Config | "version" | "help"; ki
 
 const FLAGS: FlagSpec[] = [
   { names: ["-b", "--bind"], key: "binds", kind: "list", help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (repeatable) [127.0.0.1:8000]" },
-  { names: ["-w", "--workers"], key: "workers", kind: "count", min: 1, help: "Python worker processes [CPU cores]" },
+  // 512 as a sanity bound: far past what any machine runs usefully, and a typo like -w 4000 would fork thousands of Pythons.
+  { names: ["-w", "--workers"], key: "workers", kind: "count", min: 1, max: 512, help: "Python worker processes, at most 512 [CPU cores]" },
   { names: ["--threads"], key: "threads", kind: "count", min: 1, help: "app threads in each Python worker [1]" },
   { names: ["-t", "--timeout"], key: "timeoutS", kind: "seconds", help: "a Python request running longer gets 504 and its worker is replaced [30]" },
   { names: ["--graceful-timeout"], key: "gracefulTimeoutS", kind: "seconds", help: "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]" },

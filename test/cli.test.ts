@@ -51,6 +51,7 @@ describe("bad input → a message on stderr and exit code 2", () => {
     ["--workers x", ["--workers", "x", "apps/hello.ts"], /--workers/],
     ["--limit-request-line -1", ["--limit-request-line", "-1", "apps/hello.ts"], /--limit-request-line/],
     ["--keep-alive abc", ["--keep-alive", "abc", "apps/hello.ts"], /--keep-alive/],
+    ["-w above 512", ["-w", "513", "apps/hello.py"], /-w: must be at most 512, got 513/],
     ["--bind nonsense:port", ["--bind", "nonsense:port", "apps/hello.ts"], /nonsense:port/],
     ["a flag without its value", ["apps/hello.ts", "--bind"], /--bind/],
     ["a missing APP", ["-b", "127.0.0.1:0"], /APP/],
