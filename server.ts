@@ -2530,9 +2530,14 @@ class LineSink {
   private timer: ReturnType<typeof setTimeout> | null = null;
   constructor(private readonly fd: number, private readonly isBuffered: boolean) {}
 
-  static open(target: string): LineSink {
+  /** `-` is stdout; a file is opened for appending, and failing to names the flag, the file and the reason (exit 2). */
+  static open(target: string, flag: string): LineSink {
     if (target === "-") return new LineSink(1, true);
-    return new LineSink(fs.openSync(target, "a"), true);
+    try {
+      return new LineSink(fs.openSync(target, "a"), true);
+    } catch (err) {
+      throw new StartupError(`${flag} ${target}: cannot open for writing: ${describeOsError(err)}`);
+    }
   }
 
   write(line: string): void {
@@ -2580,6 +2585,16 @@ export class Logger {
   error(m: string) { this.emit("error", m); }
   critical(m: string) { this.emit("critical", m); }
   flush() { this.sink.flush(); }
+}
+
+/** The error log: stderr (unbuffered, so a crash loses nothing) or a file. */
+function openErrorLog(config: Config): Logger {
+  const sink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile, "--error-logfile");
+  return new Logger(sink, config.logLevel);
+}
+
+function openAccessLog(config: Config): LineSink | null {
+  return config.accessLogfile === null ? null : LineSink.open(config.accessLogfile, "--access-logfile");
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -2653,6 +2668,44 @@ export function defaultConfig(): Config {
 }
 
 export class UsageError extends Error {}
+
+/**
+ * The flags are well-formed but the machine refuses them (a busy port, a missing
+ * directory, an unwritable log file). Found before any worker starts; exit 2.
+ */
+export class StartupError extends Error {}
+
+/** Reasons for the errno codes start-up meets (listen, open, stat), worded like strerror. */
+const OS_ERROR_REASONS: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available on this machine",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a component of the path is not a directory",
+  EISDIR: "is a directory",
+  EROFS: "read-only file system",
+  ENAMETOOLONG: "name too long",
+};
+
+function describeOsError(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code in OS_ERROR_REASONS) return OS_ERROR_REASONS[code];
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** --chdir must name a directory we may enter: the workers change to it before importing the app. */
+function checkChdir(config: Config): void {
+  if (config.chdir === null) return;
+  const dir = path.resolve(config.chdir);
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw new StartupError(`--chdir ${config.chdir}: not a directory`);
+    fs.accessSync(dir, fs.constants.X_OK);
+  } catch (err) {
+    if (err instanceof StartupError) throw err;
+    throw new StartupError(`--chdir ${config.chdir}: ${describeOsError(err)}`);
+  }
+}
 
 type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool";
 interface FlagSpec { names: string[]; key: keyof Config | "version" | "help"; kind: FlagKind; min?: number; max?: number; help: string }
@@ -2804,9 +2857,7 @@ export class Server {
   now = Date.now();
   private listeners: { stop(closeActive?: boolean): void }[] = [];
   private ticker: ReturnType<typeof setInterval> | null = null;
-  private readonly accessLog: LineSink | null;
-
-  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger) {
+  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
     this.parserLimits = {
       maxRequestLineBytes: config.limitRequestLine,
       maxHeaderFields: config.limitRequestFields,
@@ -2814,7 +2865,6 @@ export class Server {
       maxBodyBytes: config.limitRequestBody,
     };
     this.errorStream = makeErrorStream(log);
-    this.accessLog = config.accessLogfile === null ? null : LineSink.open(config.accessLogfile);
   }
 
   logAccess(ex: Exchange): void {
@@ -2970,13 +3020,16 @@ export interface RunningServer {
   stop(graceful?: boolean): Promise<void>;
 }
 
-/** Start serving in this process: for tests, and for main(). `app` is a TypeScript app or a ready app stage. */
-export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger }): RunningServer {
+/**
+ * Start serving in this process: for tests, and for main(). `app` is a TypeScript app or a ready app stage.
+ * main() passes the logs it opened up front; otherwise they are opened here.
+ */
+export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger; accessLog?: LineSink | null }): RunningServer {
   const config: Config = { ...defaultConfig(), ...options } as Config;
-  const log = options.logger ?? new Logger(config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile), config.logLevel);
+  const log = options.logger ?? openErrorLog(config);
   let server: Server;
   const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
-  server = new Server(config, stage, log);
+  server = new Server(config, stage, log, options.accessLog === undefined ? openAccessLog(config) : options.accessLog);
   (stage as Partial<PythonWorkerPool>).attach?.(server);
   server.listen();
   return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
@@ -2993,8 +3046,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (config.showHelp) { process.stdout.write(usage()); return; }
   if (config.showVersion) { process.stdout.write(`bunicorn ${VERSION} (bun ${Bun.version})\n`); return; }
-  const errorSink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile);
-  const log = new Logger(errorSink, config.logLevel);
+  const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
   if (isTypeScriptAppSpec(config.app)) {
     let handler: WsgiApp;
     try {
@@ -3004,11 +3056,29 @@ async function main(argv: string[]): Promise<void> {
       process.exit(2);
     }
     const signals = installSignalHandlers(log);
-    signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log }), log));
+    signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog }), log));
   } else {
     const stage = await startPythonStage(config, log);
     const signals = installSignalHandlers(log, stage);
-    signals.serve(listenOrExit(() => startServer({ ...config, stage, logger: log }), log, stage));
+    signals.serve(listenOrExit(() => startServer({ ...config, stage, logger: log, accessLog }), log, stage));
+  }
+}
+
+/** What the flags name must exist and be usable, checked before anything starts: --chdir, then both logs opened. */
+function checkMachine(config: Config): { log: Logger; accessLog: LineSink | null } {
+  checkChdir(config);
+  return { log: openErrorLog(config), accessLog: openAccessLog(config) };
+}
+
+/** Run a start-up step; a StartupError is the user's to fix, so its message, not a stack trace, and exit 2. */
+function exitOnStartupError<T>(step: () => T, log?: Logger): T {
+  try {
+    return step();
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err;
+    process.stderr.write(`bunicorn: error: ${err.message}\n`);
+    log?.flush();
+    process.exit(2);
   }
 }
 

@@ -1,11 +1,12 @@
 // The command line, as a subprocess: usage errors exit 2 with a message on
 // stderr, the access log line, and graceful shutdown on SIGTERM and SIGINT.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VERSION } from "../server.ts";
 import { RawClient, cleanUp, exchange, header, runCli, spawnServer } from "./helpers.ts";
+import { PYTHON } from "./pyhelpers.ts";
 
 afterEach(cleanUp);
 
@@ -68,6 +69,41 @@ describe("bad input → a message on stderr and exit code 2", () => {
       expect(r.stdout).toBe("");
     });
   }
+});
+
+describe("start-up checks → the thing, the reason and exit code 2, before any worker boots", () => {
+  // DIR is a temp directory, FILE a regular file in it: neither is a log file or a --chdir we can use.
+  const py = ["apps/hello.py", "-w", "2", "--python", PYTHON, "-b", "127.0.0.1:0"];
+  const cases: [string, string[], RegExp][] = [
+    ["--chdir a missing directory", [...py, "--chdir", "/nonexistent-dir"], /^bunicorn: error: --chdir \/nonexistent-dir: no such file or directory$/m],
+    ["--chdir a file", [...py, "--chdir", "FILE"], /^bunicorn: error: --chdir \S+\/file\.txt: not a directory$/m],
+    ["--access-logfile in a missing directory", [...py, "--access-logfile", "/nonexistent-dir/access.log"],
+      /^bunicorn: error: --access-logfile \/nonexistent-dir\/access\.log: cannot open for writing: no such file or directory$/m],
+    ["--error-logfile in a missing directory", [...py, "--error-logfile", "/nonexistent-dir/error.log"],
+      /^bunicorn: error: --error-logfile \/nonexistent-dir\/error\.log: cannot open for writing: no such file or directory$/m],
+    ["--access-logfile a directory", ["apps/hello.ts", "-b", "127.0.0.1:0", "--access-logfile", "DIR"], /^bunicorn: error: --access-logfile \S+: cannot open for writing: is a directory$/m],
+    ["--log-file a directory", ["apps/hello.ts", "-b", "127.0.0.1:0", "--log-file", "DIR"], /^bunicorn: error: --error-logfile \S+: cannot open for writing: is a directory$/m],
+  ];
+  for (const [name, args, message] of cases) {
+    test(name, async () => {
+      writeFileSync(join(dir, "file.txt"), "not a directory\n");
+      const r = await runCli(args.map((a) => (a === "DIR" ? dir : a === "FILE" ? join(dir, "file.txt") : a)));
+      expect(r.stderr).toMatch(message);
+      expect(r.code).toBe(2);
+      expect(r.stderr).not.toContain("Booting worker");
+      expect(r.stderr).not.toContain("Listening at");
+      expect(r.stderr).not.toMatch(/^\s+at /m); // no stack trace
+    });
+  }
+
+  // As root every file is writable, so the permission case can only run as another user.
+  test.skipIf(process.getuid?.() === 0)("--access-logfile in a directory we may not write", async () => {
+    const locked = join(dir, "locked");
+    mkdirSync(locked, { mode: 0o500 });
+    const r = await runCli(["apps/hello.ts", "-b", "127.0.0.1:0", "--access-logfile", join(locked, "access.log")]);
+    expect(r.stderr).toMatch(/--access-logfile \S+: cannot open for writing: permission denied$/m);
+    expect(r.code).toBe(2);
+  });
 });
 
 test("--access-logfile - prints a gunicorn-style combined log line on stdout", async () => {
