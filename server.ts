@@ -2829,6 +2829,13 @@ export function parseArgs(argv: string[]): Config & { showVersion: boolean; show
 
 type BindAddress = { unix: string } | { hostname: string; port: number };
 
+/** `unix:PATH`, `HOST:PORT` or `[IPv6]:PORT`, as in --bind. */
+function formatBindAddress(address: BindAddress): string {
+  if ("unix" in address) return `unix:${address.unix}`;
+  const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
+  return `${host}:${address.port}`;
+}
+
 export function parseBind(bind: string): BindAddress {
   if (bind.startsWith("unix:")) {
     const path = bind.slice(5);
@@ -2881,22 +2888,39 @@ export class Server {
       close(socket: Socket) { socket.data?.onClose(); },
       error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
     };
-    for (const bind of this.config.binds) {
-      const address = parseBind(bind);
-      if ("unix" in address) {
-        try { fs.unlinkSync(address.unix); } catch { /* not there: fine */ }
-        this.listeners.push(Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any));
-        this.ports.push(0);
-        this.log.info(`Listening at: unix:${address.unix}`);
-      } else {
-        const listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
-        this.listeners.push(listener);
-        this.ports.push(listener.port);
-        const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
-        this.log.info(`Listening at: http://${host}:${listener.port}`);
-      }
+    try {
+      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
+    } catch (err) {
+      // One bind refused: release the others, so a start that failed holds no port.
+      for (const listener of this.listeners) listener.stop(true);
+      this.listeners = [];
+      this.ports.length = 0;
+      throw err;
     }
     this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
+  }
+
+  /** Bind one address; a refusal is a StartupError naming the address and the reason (EADDRINUSE, EACCES, ENOENT...). */
+  private listenOn(address: BindAddress, handlers: object): void {
+    let listener: { port: number; stop(closeActive?: boolean): void };
+    try {
+      if ("unix" in address) {
+        try { fs.unlinkSync(address.unix); } catch { /* not there: fine */ }
+        listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
+      } else {
+        listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
+      }
+    } catch (err) {
+      throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
+    }
+    this.listeners.push(listener);
+    if ("unix" in address) {
+      this.ports.push(0);
+      this.log.info(`Listening at: unix:${address.unix}`);
+    } else {
+      this.ports.push(listener.port);
+      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
+    }
   }
 
   private acceptConnection(socket: Socket): void {
@@ -3057,10 +3081,9 @@ async function main(argv: string[]): Promise<void> {
     }
     const signals = installSignalHandlers(log);
     signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog }), log));
+    signals.stageReady();
   } else {
-    const stage = await startPythonStage(config, log);
-    const signals = installSignalHandlers(log, stage);
-    signals.serve(listenOrExit(() => startServer({ ...config, stage, logger: log, accessLog }), log, stage));
+    await startPythonStage(config, log, accessLog);
   }
 }
 
@@ -3076,35 +3099,49 @@ function exitOnStartupError<T>(step: () => T, log?: Logger): T {
     return step();
   } catch (err) {
     if (!(err instanceof StartupError)) throw err;
-    process.stderr.write(`bunicorn: error: ${err.message}\n`);
-    log?.flush();
-    process.exit(2);
+    exitWithStartupError(err.message, log);
   }
 }
 
-async function startPythonStage(config: Config, log: Logger): Promise<PythonWorkerPool> {
+function exitWithStartupError(message: string, log?: Logger): never {
+  process.stderr.write(`bunicorn: error: ${message}\n`);
+  log?.flush();
+  process.exit(2);
+}
+
+/**
+ * Listen first, then boot the workers, in gunicorn's order: a refused bind is reported
+ * before any worker exists, and connections that arrive during the boot wait in the
+ * pool's queue until a worker is ready.
+ */
+async function startPythonStage(config: Config, log: Logger, accessLog: LineSink | null): Promise<void> {
   const python = choosePython(config);
   if (Bun.which(python) === null && !fs.existsSync(python)) {
-    process.stderr.write(`bunicorn: error: Python interpreter not found: ${python} (use --python PATH)\n`);
-    process.exit(2);
+    exitWithStartupError(`Python interpreter not found: ${python} (use --python PATH)`);
   }
   const pool = new PythonWorkerPool(config, log);
+  const signals = installSignalHandlers(log, pool);
+  const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog }), log);
+  signals.serve(running);
   try {
     await pool.boot();
   } catch {
+    if (running.server.isShuttingDown) return; // a signal stopped the boot: the shutdown in progress exits
     log.flush();
     process.exit(1);
   }
-  return pool;
+  // The first moment a request is served without waiting; tests (and operators) wait for it.
+  log.info(`Workers ready: ${config.workers}`);
+  signals.stageReady();
 }
 
-function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage): RunningServer {
+/** A refused bind is the user's to fix (exit 2); anything else thrown while starting is ours (exit 1). */
+function listenOrExit(start: () => RunningServer, log: Logger): RunningServer {
   try {
-    return start();
+    return exitOnStartupError(start, log);
   } catch (err) {
-    log.critical(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+    log.critical(`cannot start serving: ${err instanceof Error ? err.message : String(err)}`);
     log.flush();
-    void stage?.stop(false);
     process.exit(1);
   }
 }
@@ -3112,12 +3149,21 @@ function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage)
 /**
  * Installed before the server listens: a signal sent as soon as "Listening at" appears must
  * find its handler (SIGTTIN's default action would stop the process). A stop asked for
- * before `serve` is called waits for it. Handlers only start the work (as gunicorn's arbiter does).
+ * before `serve` is called waits for it; HUP, TTIN and TTOU sent while the first workers
+ * boot wait for `stageReady` (as gunicorn's arbiter queues them until its loop runs), so
+ * the boot never sees its own workers retired. Handlers only start the work.
  */
-function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(running: RunningServer): void } {
+function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(running: RunningServer): void; stageReady(): void } {
   let running: RunningServer | null = null;
   let stopAsked: [signal: string, graceful: boolean] | null = null;
   let isStopping = false;
+  let isStageReady = false;
+  const waitingForStage: (() => void)[] = [];
+  const onStageSignal = (name: string, act: () => void) => () => {
+    log.info(`Handling signal: ${name}`);
+    if (isStageReady) act();
+    else waitingForStage.push(act);
+  };
   const shutdown = async (signal: string, graceful: boolean) => {
     if (isStopping && graceful) return;
     if (running === null) {
@@ -3134,13 +3180,17 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
   process.on("SIGINT", () => void shutdown("int", true));
   process.on("SIGTERM", () => void shutdown("term", true));
   process.on("SIGQUIT", () => void shutdown("quit", false));
-  process.on("SIGHUP", () => { log.info("Handling signal: hup"); stage?.reload(); });
-  process.on("SIGTTIN", () => { log.info("Handling signal: ttin"); stage?.addWorker(); });
-  process.on("SIGTTOU", () => { log.info("Handling signal: ttou"); stage?.removeWorker(); });
+  process.on("SIGHUP", onStageSignal("hup", () => stage?.reload()));
+  process.on("SIGTTIN", onStageSignal("ttin", () => stage?.addWorker()));
+  process.on("SIGTTOU", onStageSignal("ttou", () => stage?.removeWorker()));
   return {
     serve(server: RunningServer) {
       running = server;
       if (stopAsked !== null) void shutdown(...stopAsked);
+    },
+    stageReady() {
+      isStageReady = true;
+      for (const act of waitingForStage.splice(0)) act();
     },
   };
 }
