@@ -2905,12 +2905,13 @@ export class Server {
     let listener: { port: number; stop(closeActive?: boolean): void };
     try {
       if ("unix" in address) {
-        try { fs.unlinkSync(address.unix); } catch { /* not there: fine */ }
+        removeStaleUnixSocket(address.unix);
         listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
       } else {
         listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
       }
     } catch (err) {
+      if (err instanceof StartupError) throw err;
       throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
     }
     this.listeners.push(listener);
@@ -2986,6 +2987,21 @@ export class Server {
     this.accessLog?.flush();
     this.log.flush();
   }
+}
+
+/**
+ * A socket file left by an earlier run makes the bind fail with EADDRINUSE, so it goes;
+ * anything else at that path is the user's file and is never deleted (gunicorn refuses it too).
+ */
+function removeStaleUnixSocket(file: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return; // not there (or not reachable: the bind will say why)
+  }
+  if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
+  fs.unlinkSync(file);
 }
 
 /** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */

@@ -1,7 +1,7 @@
 // The command line, as a subprocess: usage errors exit 2 with a message on
 // stderr, the access log line, and graceful shutdown on SIGTERM and SIGINT.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VERSION } from "../server.ts";
@@ -136,6 +136,15 @@ describe("start-up checks → the thing, the reason and exit code 2, before any 
     expect(r.stderr).toMatch(/^bunicorn: error: cannot listen on unix:\/nonexistent-dir\/bunicorn\.sock: no such file or directory$/m);
     expect(r.code).toBe(2);
     expect(r.stderr).not.toContain("Booting worker");
+  });
+
+  test("a unix socket path that is a regular file: refused, and the file is kept", async () => {
+    const file = join(dir, "precious.txt");
+    writeFileSync(file, "keep me\n");
+    const r = await runCli(["apps/hello.ts", "-b", `unix:${file}`]);
+    expect(r.stderr).toContain(`bunicorn: error: cannot listen on unix:${file}: the path exists and is not a socket`);
+    expect(r.code).toBe(2);
+    expect(readFileSync(file, "utf8")).toBe("keep me\n");
   });
 
   // Root may bind ports below 1024, so the permission case can only run as another user.
