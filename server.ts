@@ -1860,9 +1860,14 @@ class LineSink {
   private timer: ReturnType<typeof setTimeout> | null = null;
   constructor(private readonly fd: number, private readonly isBuffered: boolean) {}
 
-  static open(target: string): LineSink {
+  /** `-` is stdout; a file is opened for appending, and failing to names the flag, the file and the reason (exit 2). */
+  static open(target: string, flag: string): LineSink {
     if (target === "-") return new LineSink(1, true);
-    return new LineSink(fs.openSync(target, "a"), true);
+    try {
+      return new LineSink(fs.openSync(target, "a"), true);
+    } catch (err) {
+      throw new StartupError(`${flag} ${target}: cannot open for writing: ${describeOsError(err)}`);
+    }
   }
 
   write(line: string): void {
@@ -1910,6 +1915,16 @@ export class Logger {
   error(m: string) { this.emit("error", m); }
   critical(m: string) { this.emit("critical", m); }
   flush() { this.sink.flush(); }
+}
+
+/** The error log: stderr (unbuffered, so a crash loses nothing) or a file. */
+function openErrorLog(config: Config): Logger {
+  const sink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile, "--error-logfile");
+  return new Logger(sink, config.logLevel);
+}
+
+function openAccessLog(config: Config): LineSink | null {
+  return config.accessLogfile === null ? null : LineSink.open(config.accessLogfile, "--access-logfile");
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -1984,12 +1999,51 @@ export function defaultConfig(): Config {
 
 export class UsageError extends Error {}
 
+/**
+ * The flags are well-formed but the machine refuses them (a busy port, a missing
+ * directory, an unwritable log file). Found before any worker starts; exit 2.
+ */
+export class StartupError extends Error {}
+
+/** Reasons for the errno codes start-up meets (listen, open, stat), worded like strerror. */
+const OS_ERROR_REASONS: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available on this machine",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a component of the path is not a directory",
+  EISDIR: "is a directory",
+  EROFS: "read-only file system",
+  ENAMETOOLONG: "name too long",
+};
+
+function describeOsError(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code in OS_ERROR_REASONS) return OS_ERROR_REASONS[code];
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** --chdir must name a directory we may enter: the workers change to it before importing the app. */
+function checkChdir(config: Config): void {
+  if (config.chdir === null) return;
+  const dir = path.resolve(config.chdir);
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw new StartupError(`--chdir ${config.chdir}: not a directory`);
+    fs.accessSync(dir, fs.constants.X_OK);
+  } catch (err) {
+    if (err instanceof StartupError) throw err;
+    throw new StartupError(`--chdir ${config.chdir}: ${describeOsError(err)}`);
+  }
+}
+
 type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool";
 interface FlagSpec { names: string[]; key: keyof Config | "version" | "help"; kind: FlagKind; min?: number; max?: number; help: string }
 
 const FLAGS: FlagSpec[] = [
   { names: ["-b", "--bind"], key: "binds", kind: "list", help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (repeatable) [127.0.0.1:8000]" },
-  { names: ["-w", "--workers"], key: "workers", kind: "count", min: 1, help: "Python worker processes [CPU cores]" },
+  // 512 as a sanity bound: far past what any machine runs usefully, and a typo like -w 4000 would fork thousands of Pythons.
+  { names: ["-w", "--workers"], key: "workers", kind: "count", min: 1, max: 512, help: "Python worker processes, at most 512 [CPU cores]" },
   { names: ["--threads"], key: "threads", kind: "count", min: 1, help: "app threads in each Python worker [1]" },
   { names: ["-t", "--timeout"], key: "timeoutS", kind: "seconds", help: "a Python request running longer gets 504 and its worker is replaced [30]" },
   { names: ["--graceful-timeout"], key: "gracefulTimeoutS", kind: "seconds", help: "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]" },
@@ -2105,6 +2159,13 @@ export function parseArgs(argv: string[]): Config & { showVersion: boolean; show
 
 type BindAddress = { unix: string } | { hostname: string; port: number };
 
+/** `unix:PATH`, `HOST:PORT` or `[IPv6]:PORT`, as in --bind. */
+function formatBindAddress(address: BindAddress): string {
+  if ("unix" in address) return `unix:${address.unix}`;
+  const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
+  return `${host}:${address.port}`;
+}
+
 export function parseBind(bind: string): BindAddress {
   if (bind.startsWith("unix:")) {
     const path = bind.slice(5);
@@ -2133,9 +2194,7 @@ export class Server {
   now = Date.now();
   private listeners: { stop(closeActive?: boolean): void }[] = [];
   private ticker: ReturnType<typeof setInterval> | null = null;
-  private readonly accessLog: LineSink | null;
-
-  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger) {
+  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
     this.parserLimits = {
       maxRequestLineBytes: config.limitRequestLine,
       maxHeaderFields: config.limitRequestFields,
@@ -2143,7 +2202,6 @@ export class Server {
       maxBodyBytes: config.limitRequestBody,
     };
     this.errorStream = makeErrorStream(log);
-    this.accessLog = config.accessLogfile === null ? null : LineSink.open(config.accessLogfile);
   }
 
   logAccess(ex: Exchange): void {
@@ -2160,22 +2218,40 @@ export class Server {
       close(socket: Socket) { socket.data?.onClose(); },
       error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
     };
-    for (const bind of this.config.binds) {
-      const address = parseBind(bind);
-      if ("unix" in address) {
-        try { fs.unlinkSync(address.unix); } catch { /* not there: fine */ }
-        this.listeners.push(Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any));
-        this.ports.push(0);
-        this.log.info(`Listening at: unix:${address.unix}`);
-      } else {
-        const listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
-        this.listeners.push(listener);
-        this.ports.push(listener.port);
-        const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
-        this.log.info(`Listening at: http://${host}:${listener.port}`);
-      }
+    try {
+      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
+    } catch (err) {
+      // One bind refused: release the others, so a start that failed holds no port.
+      for (const listener of this.listeners) listener.stop(true);
+      this.listeners = [];
+      this.ports.length = 0;
+      throw err;
     }
     this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
+  }
+
+  /** Bind one address; a refusal is a StartupError naming the address and the reason (EADDRINUSE, EACCES, ENOENT...). */
+  private listenOn(address: BindAddress, handlers: object): void {
+    let listener: { port: number; stop(closeActive?: boolean): void };
+    try {
+      if ("unix" in address) {
+        removeStaleUnixSocket(address.unix);
+        listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
+      } else {
+        listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
+      }
+    } catch (err) {
+      if (err instanceof StartupError) throw err;
+      throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
+    }
+    this.listeners.push(listener);
+    if ("unix" in address) {
+      this.ports.push(0);
+      this.log.info(`Listening at: unix:${address.unix}`);
+    } else {
+      this.ports.push(listener.port);
+      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
+    }
   }
 
   private acceptConnection(socket: Socket): void {
@@ -2243,6 +2319,21 @@ export class Server {
   }
 }
 
+/**
+ * A socket file left by an earlier run makes the bind fail with EADDRINUSE, so it goes;
+ * anything else at that path is the user's file and is never deleted (gunicorn refuses it too).
+ */
+function removeStaleUnixSocket(file: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return; // not there (or not reachable: the bind will say why)
+  }
+  if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
+  fs.unlinkSync(file);
+}
+
 /** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */
 class TypeScriptStage implements AppStage {
   constructor(private readonly app: WsgiApp, private readonly server: () => Server) {}
@@ -2299,13 +2390,16 @@ export interface RunningServer {
   stop(graceful?: boolean): Promise<void>;
 }
 
-/** Start serving in this process: for tests, and for main(). `app` is a TypeScript app or a ready app stage. */
-export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger }): RunningServer {
+/**
+ * Start serving in this process: for tests, and for main(). `app` is a TypeScript app or a ready app stage.
+ * main() passes the logs it opened up front; otherwise they are opened here.
+ */
+export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger; accessLog?: LineSink | null }): RunningServer {
   const config: Config = { ...defaultConfig(), ...options } as Config;
-  const log = options.logger ?? new Logger(config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile), config.logLevel);
+  const log = options.logger ?? openErrorLog(config);
   let server: Server;
   const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
-  server = new Server(config, stage, log);
+  server = new Server(config, stage, log, options.accessLog === undefined ? openAccessLog(config) : options.accessLog);
   server.listen();
   return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
 }
@@ -2321,8 +2415,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (config.showHelp) { process.stdout.write(usage()); return; }
   if (config.showVersion) { process.stdout.write(`bunicorn ${VERSION} (bun ${Bun.version})\n`); return; }
-  const errorSink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile);
-  const log = new Logger(errorSink, config.logLevel);
+  const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
   if (isTypeScriptAppSpec(config.app)) {
     let handler: WsgiApp;
     try {
@@ -2332,38 +2425,69 @@ async function main(argv: string[]): Promise<void> {
       process.exit(2);
     }
     const signals = installSignalHandlers(log);
-    signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log }), log));
+    signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog }), log));
+    signals.stageReady();
   } else {
-    const stage = await startPythonStage(config, log);
-    const signals = installSignalHandlers(log, stage);
-    signals.serve(listenOrExit(() => startServer({ ...config, stage, logger: log }), log, stage));
+    await startPythonStage(config, log, accessLog);
   }
 }
 
-async function startPythonStage(config: Config, log: Logger): Promise<PythonStage> {
+/** What the flags name must exist and be usable, checked before anything starts: --chdir, then both logs opened. */
+function checkMachine(config: Config): { log: Logger; accessLog: LineSink | null } {
+  checkChdir(config);
+  return { log: openErrorLog(config), accessLog: openAccessLog(config) };
+}
+
+/** Run a start-up step; a StartupError is the user's to fix, so its message, not a stack trace, and exit 2. */
+function exitOnStartupError<T>(step: () => T, log?: Logger): T {
+  try {
+    return step();
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err;
+    exitWithStartupError(err.message, log);
+  }
+}
+
+function exitWithStartupError(message: string, log?: Logger): never {
+  process.stderr.write(`bunicorn: error: ${message}\n`);
+  log?.flush();
+  process.exit(2);
+}
+
+/**
+ * Listen first, then boot the workers, in gunicorn's order: a refused bind is reported
+ * before any worker exists, and connections that arrive during the boot wait in the
+ * pool's queue until a worker is ready.
+ */
+async function startPythonStage(config: Config, log: Logger, accessLog: LineSink | null): Promise<void> {
   const python = choosePython(config);
   if (Bun.which(python) === null && !fs.existsSync(python)) {
-    process.stderr.write(`bunicorn: error: Python interpreter not found: ${python} (use --python PATH)\n`);
-    process.exit(2);
+    exitWithStartupError(`Python interpreter not found: ${python} (use --python PATH)`);
   }
   const pool = createPythonStage(config, log);
+  const signals = installSignalHandlers(log, pool);
+  const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog }), log);
+  signals.serve(running);
   try {
     await pool.boot();
   } catch (err) {
+    if (running.server.isShuttingDown) return; // a signal stopped the boot: the shutdown in progress exits
     log.flush();
     // gunicorn's WORKER_BOOT_ERROR: the app cannot start, so restarting the server will not help.
     process.exit(err instanceof WorkerBootError ? EXIT_WORKER_BOOT_ERROR : 1);
   }
-  return pool;
+  // The first moment a request is served without waiting; tests (and operators) wait for it.
+  log.info(`Workers ready: ${config.workers}`);
+  signals.stageReady();
 }
 
-function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage): RunningServer {
+/** A refused bind is the user's to fix (exit 2); anything else thrown while starting is ours (exit 1). */
+function listenOrExit(start: () => RunningServer, log: Logger): RunningServer {
   try {
-    return start();
+    return exitOnStartupError(start, log);
   } catch (err) {
-    log.critical(`cannot listen: ${err instanceof Error ? err.message : String(err)}`);
+    log.critical(`cannot start serving: ${err instanceof Error ? err.message : String(err)}`);
     log.flush();
-    void stage?.stop(false);
     process.exit(1);
   }
 }
@@ -2371,12 +2495,21 @@ function listenOrExit(start: () => RunningServer, log: Logger, stage?: AppStage)
 /**
  * Installed before the server listens: a signal sent as soon as "Listening at" appears must
  * find its handler (SIGTTIN's default action would stop the process). A stop asked for
- * before `serve` is called waits for it. Handlers only start the work (as gunicorn's arbiter does).
+ * before `serve` is called waits for it; HUP, TTIN and TTOU sent while the first workers
+ * boot wait for `stageReady` (as gunicorn's arbiter queues them until its loop runs), so
+ * the boot never sees its own workers retired. Handlers only start the work.
  */
-function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(running: RunningServer): void } {
+function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(running: RunningServer): void; stageReady(): void } {
   let running: RunningServer | null = null;
   let stopAsked: [signal: string, graceful: boolean] | null = null;
   let isStopping = false;
+  let isStageReady = false;
+  const waitingForStage: (() => void)[] = [];
+  const onStageSignal = (name: string, act: () => void) => () => {
+    log.info(`Handling signal: ${name}`);
+    if (isStageReady) act();
+    else waitingForStage.push(act);
+  };
   const shutdown = async (signal: string, graceful: boolean) => {
     if (isStopping && graceful) return;
     if (running === null) {
@@ -2394,13 +2527,17 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
   process.on("SIGINT", () => void shutdown("int", true));
   process.on("SIGTERM", () => void shutdown("term", true));
   process.on("SIGQUIT", () => void shutdown("quit", false));
-  process.on("SIGHUP", () => { log.info("Handling signal: hup"); stage?.reload(); });
-  process.on("SIGTTIN", () => { log.info("Handling signal: ttin"); stage?.addWorker(); });
-  process.on("SIGTTOU", () => { log.info("Handling signal: ttou"); stage?.removeWorker(); });
+  process.on("SIGHUP", onStageSignal("hup", () => stage?.reload()));
+  process.on("SIGTTIN", onStageSignal("ttin", () => stage?.addWorker()));
+  process.on("SIGTTOU", onStageSignal("ttou", () => stage?.removeWorker()));
   return {
     serve(server: RunningServer) {
       running = server;
       if (stopAsked !== null) void shutdown(...stopAsked);
+    },
+    stageReady() {
+      isStageReady = true;
+      for (const act of waitingForStage.splice(0)) act();
     },
   };
 }

@@ -73,8 +73,9 @@ const running = new Set<PyServer>();
 
 /**
  * `bun server.ts APP -b 127.0.0.1:0 --python .venv/bin/python ...args`, ready when it
- * prints `Listening at:`. Bytecode writing is off so test/pyapps stays clean and an
- * edited app file is always re-read.
+ * prints `Workers ready:` (it listens first, then boots its workers, so `Listening at:`
+ * comes before any worker is up). Bytecode writing is off so test/pyapps stays clean
+ * and an edited app file is always re-read.
  */
 export async function startPy(app: string, args: string[] = [], opts: { env?: Record<string, string>; cwd?: string; detached?: boolean } = {}): Promise<PyServer> {
   const server = await spawnServer([app, "-b", "127.0.0.1:0", "--python", PYTHON, ...args], {
@@ -83,6 +84,11 @@ export async function startPy(app: string, args: string[] = [], opts: { env?: Re
     detached: opts.detached,
     readyTimeoutMs: 20_000,
   });
+  if (!(await server.waitForOutput(/\] Workers ready: /, "stderr", 20_000))) {
+    server.proc.kill("SIGKILL");
+    await server.exited;
+    throw new Error(`workers did not boot: ${app} ${args.join(" ")}\nstderr:\n${server.stderr()}`);
+  }
   const seenWorkers = new Set<number>();
   const py: PyServer = Object.assign(server, {
     seenWorkers,
