@@ -389,7 +389,7 @@ class PythonWorkerPool implements PythonStage {
   handle(ex: AppExchange): void {
     if (this.queue.length + this.waitingInWorkers >= this.config.backlog) {
       // --backlog counts every request waiting for the app, in this queue or inside a worker.
-      ex.failWith(503, "", [["Retry-After", "1"]]);
+      this.refuse(ex, `all ${this.config.backlog} places of --backlog are taken`);
       return;
     }
     const request = new PyRequest(this.nextRequestId, ex);
@@ -476,6 +476,28 @@ class PythonWorkerPool implements PythonStage {
     if (request.state === "sent") this.waitingInWorkers--;
     request.worker = null;
     request.state = "queued";
+  }
+
+  /** Every answer the bridge gives instead of the app's, by status (for metrics); each is logged. */
+  readonly faults = { 502: 0, 503: 0, 504: 0 };
+  private refusedSinceLog = 0;
+  private refusalLogTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private fail(ex: AppExchange, status: 502 | 504): void {
+    this.faults[status]++;
+    ex.failWith(status, "");
+  }
+
+  /** 503 with Retry-After; logged at most once a second (an overload must not also flood the log). */
+  private refuse(ex: AppExchange, why: string): void {
+    this.faults[503]++;
+    this.refusedSinceLog++;
+    ex.failWith(503, "", [["Retry-After", "1"]]);
+    this.refusalLogTimer ??= setTimeout(() => {
+      this.refusalLogTimer = null;
+      this.log.warning(`${this.refusedSinceLog} request(s) answered 503: ${why}`);
+      this.refusedSinceLog = 0;
+    }, 1000);
   }
 
   private onClientGone(request: PyRequest): void {
@@ -818,7 +840,7 @@ class PythonWorkerPool implements PythonStage {
       if (request.ex.isAborted || request.ex.isDone) continue;
       if (hadStarted) {
         // It may have run: answering 502 is honest; running it again is not.
-        request.ex.failWith(502, "");
+        this.fail(request.ex, 502);
         failed++;
       } else {
         requeue.push(request); // never started: another worker serves it, with its whole body
@@ -862,7 +884,7 @@ class PythonWorkerPool implements PythonStage {
       if (now - request.startedAt < limit) continue;
       this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${request.ex.describe()} after ${this.config.timeoutS}s`);
       this.detach(request);
-      request.ex.failWith(504, "");
+      this.fail(request.ex, 504);
       this.murder(worker, "a request timed out");
       return;
     }
@@ -909,7 +931,7 @@ class PythonWorkerPool implements PythonStage {
   async stop(graceful: boolean): Promise<void> {
     this.beginDrain();
     if (this.ticker !== null) clearInterval(this.ticker);
-    for (const request of this.queue.splice(0)) request.ex.failWith(503, "", [["Retry-After", "1"]]);
+    for (const request of this.queue.splice(0)) this.refuse(request.ex, "the server is stopping");
     for (const worker of this.workers) {
       if (graceful) this.retire(worker);
       else worker.proc.kill("SIGKILL");

@@ -94,6 +94,7 @@ test("--backlog counts requests waiting inside workers: -w 1 --threads 1 --backl
   // One runs, two wait (in the worker or in the queue: it makes no difference), seven are refused.
   expect(statuses.filter((s) => s === 200).length).toBe(3);
   expect(statuses.filter((s) => s === 503).length).toBe(7);
+  expect(await server.waitForOutput(/\[WARNING\] 7 request\(s\) answered 503: all 2 places of --backlog are taken/, "stderr", 5000)).toBe(true);
 }, 30_000);
 
 test("a worker that dies on every request: starts back off exponentially, the log says how it died and how often", async () => {
