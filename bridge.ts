@@ -664,6 +664,7 @@ class PythonWorkerPool implements PythonStage {
     }
     this.isBooted = true;
     this.ticker = setInterval(() => this.tick(), TICK_MS);
+    this.manageWorkers(); // one that was ready may have died while the others booted
   }
 
   /** Workers that serve or will: the count --workers (and TTIN/TTOU) keeps. */

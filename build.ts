@@ -1,5 +1,5 @@
-// Builds the single-file executable: `bun build.ts` compiles server.ts (and
-// the worker.py it embeds with `import ... with { type: "text" }`) into
+// Builds the single-file executable: `bun build.ts` compiles server.ts (with
+// bridge.ts and the worker.py it embeds with `import ... with { type: "text" }`) into
 // dist/bunicorn, prints its size, then runs `dist/bunicorn --version` as a
 // smoke test. Exits 1 when the build or the smoke test fails.
 import { statSync } from "node:fs";
