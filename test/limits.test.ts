@@ -2,7 +2,7 @@
 // is reached in a few bytes or half a second.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { WsgiApp } from "../server.ts";
-import { NetClient, RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
+import { RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
 
 afterEach(cleanUp);
 
@@ -145,9 +145,9 @@ describe("timeouts", () => {
     const client = await RawClient.connect(port);
     client.write(get("/"));
     expect(await client.waitUntil(() => client.byteCount > 1024 * 1024)).toBe(true);
-    client.socket.pause(); // a slow reader: longer than keepAliveS without reading
+    client.pause(); // a slow reader: longer than keepAliveS without reading
     await sleep(1500);
-    client.socket.resume();
+    client.resume();
     await client.waitUntil(() => client.isDone || client.byteCount >= size, 5000);
     const { responses } = parseResponses(client.bytes, [], client.isDone);
     expect(responses[0].isComplete).toBe(true);
@@ -159,9 +159,9 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
   test("a client's FIN inside a request head closes the connection at once (long before headerTimeoutS), nothing answered", async () => {
     const { port } = serve(echoApp, { headerTimeoutS: 60 });
     appCalls = 0;
-    const client = await NetClient.connect(port);
-    client.socket.write("GET / HTTP/1.1\r\nHost: t\r\nX-Part");
-    client.socket.end();
+    const client = await RawClient.connect(port, { allowHalfOpen: true });
+    client.write("GET / HTTP/1.1\r\nHost: t\r\nX-Part");
+    client.end();
     expect(await client.waitForEnd()).toBe(true);
     expect(client.endEvents).toEqual(["eof"]);
     expect(client.bytes.length).toBe(0);
@@ -170,8 +170,8 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
 
   test("headerTimeoutS: complete head lines then silence → 408, then a clean close (FIN)", async () => {
     const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
-    const client = await NetClient.connect(port);
-    client.socket.write("GET / HTTP/1.1\r\nHost: t\r\n");
+    const client = await RawClient.connect(port, { allowHalfOpen: true });
+    client.write("GET / HTTP/1.1\r\nHost: t\r\n");
     expect(await client.waitForEnd()).toBe(true);
     const { responses, rest } = parseResponses(client.bytes, [], true);
     expect(responses.map((r) => r.statusLine)).toEqual(["HTTP/1.1 408 Request Timeout"]);
@@ -181,7 +181,7 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
 
   test("headerTimeoutS on a connection that never sent a byte: closed with FIN, nothing sent", async () => {
     const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
-    const client = await NetClient.connect(port);
+    const client = await RawClient.connect(port, { allowHalfOpen: true });
     expect(await client.waitForEnd()).toBe(true);
     expect(client.endEvents).toEqual(["eof"]);
     expect(client.bytes.length).toBe(0);
@@ -189,8 +189,8 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
 
   test("keepAliveS: an idle kept-alive connection is closed with FIN, not reset", async () => {
     const { port } = serve(echoApp, { keepAliveS: 0.5 });
-    const client = await NetClient.connect(port);
-    client.socket.write(get("/one"));
+    const client = await RawClient.connect(port, { allowHalfOpen: true });
+    client.write(get("/one"));
     expect(await client.waitUntil(() => parseResponses(client.bytes).responses.length === 1)).toBe(true);
     const before = client.bytes.length;
     expect(await client.waitForEnd()).toBe(true);
@@ -201,18 +201,19 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
   test("413 from the head while the client keeps sending its body: the whole 413, then a clean EOF, never a reset", async () => {
     const { port } = serve(echoApp, { limitRequestBody: 1024 });
     appCalls = 0;
-    const client = await NetClient.connect(port);
+    const client = await RawClient.connect(port, { allowHalfOpen: true });
     const piece = Buffer.alloc(64 * 1024, 0x62);
     const maxBodyBytes = 8 * 1024 * 1024;
-    client.socket.write(`POST /up HTTP/1.1\r\n${HOST}Content-Length: ${64 * 1024 * 1024}\r\n\r\n`);
+    client.write(`POST /up HTTP/1.1\r\n${HOST}Content-Length: ${64 * 1024 * 1024}\r\n\r\n`);
     // Keep writing the body (as a client that does not read while it sends would) until the server's FIN.
     let sent = 0;
     while (sent < maxBodyBytes && client.endEvents.length === 0) {
       sent += piece.length;
-      if (!client.socket.write(piece)) await client.waitUntil(() => client.endEvents.length > 0 || client.socket.writableLength === 0);
+      client.write(piece);
+      if (client.pendingWriteBytes > 0) await client.waitUntil(() => client.endEvents.length > 0 || client.pendingWriteBytes === 0);
     }
     expect(await client.waitForEnd()).toBe(true);
-    client.socket.end();
+    client.end();
     expect(await client.waitUntil(() => client.isClosed)).toBe(true);
     const { responses, rest } = parseResponses(client.bytes, [], true);
     expect(responses.map((r) => [r.statusLine, r.isComplete])).toEqual([["HTTP/1.1 413 Content Too Large", true]]);
@@ -280,11 +281,11 @@ describe("connections", () => {
     const client = await RawClient.connect(server.port);
     client.write(get("/"));
     expect(await client.waitUntil(() => client.byteCount > 1024 * 1024)).toBe(true);
-    client.socket.pause(); // the app is done; the rest of its body waits in the server
+    client.pause(); // the app is done; the rest of its body waits in the server
     await sleep(200);
     const stopped = server.stop();
     await sleep(200);
-    client.socket.resume();
+    client.resume();
     expect(await client.waitForClose(5000)).toBe(true);
     const { responses } = parseResponses(client.bytes, [], true);
     expect(responses[0].isComplete).toBe(true);
