@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RawClient, header, parseResponses, readRssBytes, sleep } from "./helpers.ts";
+import { RawClient, header, readRssBytes, sleep } from "./helpers.ts";
 import { type PyServer, bodyText, fileText, isAlive, isListening, request, runLoad, startPy, stopPy, trackWorkers, waitFor, usePyFixture } from "./pyhelpers.ts";
 
 const PROBE = "test/pyapps/probe.py";
@@ -234,47 +234,23 @@ test("a 1 GiB upload read in 64 KiB pieces: right size and hash, front and worke
   };
   const sampler = setInterval(sample, 100);
 
-  let received = Buffer.alloc(0);
-  let isClosed = false;
-  let wake: (() => void) | null = null;
-  const poke = () => { const w = wake; wake = null; w?.(); };
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port: server.port,
-    socket: {
-      data(_s, d) { received = Buffer.concat([received, d]); poke(); },
-      drain() { poke(); },
-      close() { isClosed = true; poke(); },
-      error() { isClosed = true; poke(); },
-    },
-  });
+  const client = await RawClient.connect(server.port);
   const started = performance.now();
   const hasher = new Bun.CryptoHasher("sha256");
   const block = randomBytes(BLOCK_BYTES);
-  socket.write(`POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: ${total}\r\nConnection: close\r\n\r\n`);
-  for (let i = 0; i < BLOCKS && !isClosed; i++) {
+  client.write(`POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: ${total}\r\nConnection: close\r\n\r\n`);
+  for (let i = 0; i < BLOCKS && !client.isClosed; i++) {
     block.writeUInt32BE(i, 0); // every block differs
     hasher.update(block);
-    let off = 0;
-    while (off < block.length && !isClosed) {
-      const n = socket.write(block.subarray(off));
-      if (n < 0) break;
-      off += n;
-      if (off < block.length) await new Promise<void>((resolve) => { wake = resolve; });
-    }
+    client.write(block); // (copied: the next block may be written over it)
+    await client.flush(30_000);
   }
   const sentMs = performance.now() - started;
-  const deadline = Date.now() + 30_000;
-  let res;
-  while (Date.now() < deadline) {
-    res = parseResponses(received, ["POST"], isClosed).responses[0];
-    if (res?.isComplete || isClosed) break;
-    await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 200); });
-  }
+  const [res] = await client.readResponses(1, ["POST"], 30_000);
   const totalMs = performance.now() - started;
   clearInterval(sampler);
   sample();
-  socket.terminate();
+  client.destroy();
   console.error(`1 GiB upload: sent in ${(sentMs / 1000).toFixed(1)} s, answered after ${(totalMs / 1000).toFixed(1)} s (${(total / 1048576 / (totalMs / 1000)).toFixed(0)} MiB/s); peak RSS front ${(peak.front / 1048576).toFixed(0)} MiB, worker ${(peak.worker / 1048576).toFixed(0)} MiB`);
   expect(res?.status).toBe(200);
   const answer = JSON.parse(bodyText(res!));
