@@ -186,18 +186,15 @@ export interface LoadResult {
   failures: string[];
   /** Bodies of the 200 answers, in completion order. */
   bodies: string[];
-  /** Wall-clock completion times (ms since the start) of the 200 answers. */
-  times: number[];
 }
 
 /**
  * `concurrency` keep-alive connections sending `target` until `total` requests were
  * sent or `shouldStop()` is true. A non-200 answer or a connection closed under a
  * request is a failure; a connection the server closed after an answer is reopened.
+ * `result` is filled as answers come, so a test can watch the load's progress.
  */
-export async function runLoad(port: number, opts: { target: string | (() => string); concurrency: number; total?: number; shouldStop?: () => boolean }): Promise<LoadResult> {
-  const result: LoadResult = { ok: 0, failures: [], bodies: [], times: [] };
-  const started = Date.now();
+export async function runLoad(port: number, opts: { target: string | (() => string); concurrency: number; total?: number; shouldStop?: () => boolean }, result: LoadResult = { ok: 0, failures: [], bodies: [] }): Promise<LoadResult> {
   let sent = 0;
   const nextTarget = () => (typeof opts.target === "string" ? opts.target : opts.target());
   const more = () => (opts.total === undefined || sent < opts.total) && !(opts.shouldStop?.() ?? false);
@@ -213,7 +210,6 @@ export async function runLoad(port: number, opts: { target: string | (() => stri
           if (res.status === 200) {
             result.ok++;
             result.bodies.push(text);
-            result.times.push(Date.now() - started);
           } else {
             result.failures.push(`${res.status}: ${text.slice(0, 100)}`);
           }
