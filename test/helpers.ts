@@ -7,7 +7,6 @@
 // subprocesses by their own pid.
 import type { Socket, Subprocess } from "bun";
 import { readFileSync } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
 import { type Config, type WsgiApp, startServer } from "../server.ts";
 
@@ -153,13 +152,36 @@ export function parseResponses(buf: Buffer, methods: string[] = [], isClosed = f
 
 const clients = new Set<RawClient>();
 
-/** A TCP client that writes exact bytes (strings are sent as latin-1) and keeps every byte it receives. */
+export interface RawClientOptions {
+  host?: string;
+  /**
+   * Keep our side open after the server's FIN, so a test can still write (as a pipelining
+   * client may) and then half-close itself with end(). Off by default: like most clients we
+   * then close as soon as the server has (Bun's default), so the server never waits on us.
+   */
+  allowHalfOpen?: boolean;
+}
+
+/**
+ * The one raw TCP client of the tests. It writes exact bytes (strings are sent as latin-1,
+ * queued and resumed on drain) and keeps every byte it receives; it parses what came back,
+ * whole (`responses`) or one response after another on a kept-alive connection
+ * (`request`/`nextResponse`). `events` logs, in order, what the kernel reported besides
+ * data: "eof" for the server's FIN, "error:ECONNRESET" (or another code) for a reset, and
+ * "close" when the socket is gone, so a test can tell a clean close from a reset.
+ * `pause()` stops reading (the server's writes then back up), `resume()` reads again.
+ */
 export class RawClient {
   private chunks: Buffer[] = [];
   private receivedBytes = 0;
   private joined: Buffer | null = null;
   private waiters = new Set<() => void>();
   private outgoing: Buffer | null = null;
+  private hasShutDown = false;
+  private isFinSent = false;
+  private isDestroyed = false;
+  /** What happened besides data, in order: "eof", "error:CODE", "close". */
+  readonly events: string[] = [];
   isClosed = false;
   hasPeerEnded = false;
   socket!: Socket<undefined>;
@@ -167,21 +189,42 @@ export class RawClient {
   onData: ((data: Buffer) => void) | null = null;
   keepData = true;
 
-  static async connect(port: number, host = "127.0.0.1"): Promise<RawClient> {
+  static async connect(port: number, opts: RawClientOptions = {}): Promise<RawClient> {
     const client = new RawClient();
     client.socket = await Bun.connect<undefined>({
-      hostname: host,
+      hostname: opts.host ?? "127.0.0.1",
       port,
+      allowHalfOpen: opts.allowHalfOpen ?? false,
       socket: {
         data(_s, data) { client.received(data); },
-        drain() { client.writeOutgoing(); },
-        end() { client.hasPeerEnded = true; client.notify(); },
-        close() { client.isClosed = true; client.notify(); },
-        error() { client.isClosed = true; client.notify(); },
+        drain() { client.writeOutgoing(); client.notify(); },
+        end() { client.hasPeerEnded = true; client.events.push("eof"); client.notify(); },
+        close(_s, err) { client.closed(err); },
+        error(_s, err) { client.logError(err); client.isClosed = true; client.notify(); },
       },
     });
     clients.add(client);
     return client;
+  }
+
+  private closed(err: Error | undefined): void {
+    if (err) {
+      this.logError(err);
+    } else if (this.hasShutDown && !this.hasPeerEnded && !this.isDestroyed) {
+      // Once we have half-closed, Bun reports the server's FIN as close() with no error and no
+      // end() first (a reset still comes as ECONNRESET); our side only reads, so a clean close
+      // is that FIN.
+      this.hasPeerEnded = true;
+      this.events.push("eof");
+    }
+    this.isClosed = true;
+    this.events.push("close");
+    this.notify();
+  }
+
+  private logError(err: Error): void {
+    const event = `error:${(err as NodeJS.ErrnoException).code ?? err.message}`;
+    if (this.events.at(-1) !== event) this.events.push(event); // Bun may report one error to both error() and close()
   }
 
   private received(data: Buffer): void {
@@ -198,12 +241,13 @@ export class RawClient {
     for (const w of [...this.waiters]) w();
   }
 
-  /** Everything received so far. */
+  /** Everything received so far (less the answers `nextResponse` has taken). */
   get bytes(): Buffer {
     this.joined ??= Buffer.concat(this.chunks);
     return this.joined;
   }
 
+  /** Bytes received over the connection's life. */
   get byteCount(): number {
     return this.receivedBytes;
   }
@@ -217,17 +261,43 @@ export class RawClient {
     return this.isClosed || this.hasPeerEnded;
   }
 
+  get hasEof(): boolean {
+    return this.events.includes("eof");
+  }
+
+  /** The events, "close" left out: ["eof"] for a clean close, ["error:ECONNRESET"] for a reset. */
+  get endEvents(): string[] {
+    return this.events.filter((e) => e !== "close");
+  }
+
+  /** Bytes written but not yet taken by the kernel. */
+  get pendingWriteBytes(): number {
+    return this.outgoing?.length ?? 0;
+  }
+
+  /** Queue exact bytes; what the kernel does not take now goes out on drain. */
   write(data: string | Uint8Array): void {
     const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : Buffer.from(data);
     this.outgoing = this.outgoing === null ? bytes : Buffer.concat([this.outgoing, bytes]);
     this.writeOutgoing();
   }
 
+  /** Wait until everything written went to the kernel (or the connection is closed); false on timeout. */
+  flush(timeoutMs = 10_000): Promise<boolean> {
+    return this.waitUntil(() => this.outgoing === null || this.isClosed, timeoutMs);
+  }
+
   private writeOutgoing(): void {
-    if (this.outgoing === null || this.isClosed) return;
-    const n = this.socket.write(this.outgoing);
-    if (n < 0) return;
-    this.outgoing = n >= this.outgoing.length ? null : this.outgoing.subarray(n);
+    if (this.isClosed) return;
+    if (this.outgoing !== null) {
+      const n = this.socket.write(this.outgoing);
+      if (n < 0) return;
+      this.outgoing = n >= this.outgoing.length ? null : this.outgoing.subarray(n);
+    }
+    if (this.outgoing === null && this.hasShutDown && !this.isFinSent) {
+      this.isFinSent = true;
+      this.socket.shutdown();
+    }
   }
 
   /** Wait until `predicate` holds (checked on every event); false on timeout. */
@@ -253,6 +323,11 @@ export class RawClient {
     return this.waitUntil(() => this.isDone, timeoutMs);
   }
 
+  /** Wait for the server's FIN or a reset; false on timeout. */
+  waitForEnd(timeoutMs = 3000): Promise<boolean> {
+    return this.waitUntil(() => this.endEvents.length > 0, timeoutMs);
+  }
+
   /** Parse what has arrived so far. */
   responses(methods: string[] = []): HttpResponse[] {
     return parseResponses(this.bytes, methods, this.isDone).responses;
@@ -265,12 +340,54 @@ export class RawClient {
     return this.responses(methods);
   }
 
-  /** Half-close: no more bytes from us. */
-  end(): void {
-    if (!this.isClosed) this.socket.shutdown();
+  /**
+   * Wait for the next complete final response and take it (and any 1xx before it) out of
+   * `bytes`, so a kept-alive connection is read one answer at a time; throws when the
+   * connection closes first or on timeout.
+   */
+  async nextResponse(method = "GET", timeoutMs = 10_000): Promise<HttpResponse> {
+    let found: { final: HttpResponse; rest: Buffer } | null = null;
+    const check = () => {
+      const { responses, rest } = parseResponses(this.bytes, [method], this.isDone);
+      const final = responses.find((r) => r.status >= 200);
+      if (final !== undefined && final.isComplete) found = { final, rest };
+      return found !== null || this.isDone;
+    };
+    const isSettled = await this.waitUntil(check, timeoutMs);
+    if (found === null) {
+      throw new Error(isSettled ? `connection closed before the response (${this.bytes.length} bytes pending)` : "timed out waiting for a response");
+    }
+    const { final, rest } = found as { final: HttpResponse; rest: Buffer };
+    this.chunks = rest.length > 0 ? [Buffer.from(rest)] : [];
+    this.joined = null;
+    return final;
   }
 
+  /** Send `METHOD target HTTP/1.1` with `Host: t` on this connection and take its response (see nextResponse). */
+  request(target: string, method = "GET", timeoutMs = 10_000): Promise<HttpResponse> {
+    if (this.isDone) return Promise.reject(new Error("connection closed"));
+    this.write(`${method} ${target} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    return this.nextResponse(method, timeoutMs);
+  }
+
+  /** Stop reading: the kernel's buffers fill and the server's writes back up. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Half-close: no more bytes from us (after those already queued). */
+  end(): void {
+    this.hasShutDown = true;
+    this.writeOutgoing(); // shuts down once the queued bytes are out
+  }
+
+  /** Close at once, without waiting for unsent bytes. */
   destroy(): void {
+    this.isDestroyed = true;
     if (!this.isClosed) this.socket.terminate();
     this.isClosed = true;
     clients.delete(this);
@@ -299,77 +416,6 @@ export async function exchange(port: number, request: string | Uint8Array, opts:
   const result = { bytes: client.bytes, text: client.text, responses: client.responses(opts.methods ?? []), isClosed: client.isDone };
   client.destroy();
   return result;
-}
-
-// ==== A node:net client that tells a clean close (FIN) from a reset (RST) ====
-
-const netClients = new Set<NetClient>();
-
-/**
- * A node:net client that logs, in order, what the kernel reported: "eof" for the server's
- * FIN and "error:ECONNRESET" (or another code) for a reset, so a test can tell the two apart.
- * It half-closes by itself only when told (allowHalfOpen), and may keep writing after EOF.
- */
-export class NetClient {
-  readonly events: string[] = [];
-  private chunks: Buffer[] = [];
-  private waiters = new Set<() => void>();
-  isClosed = false;
-
-  private constructor(readonly socket: net.Socket) {
-    socket.on("data", (d: Buffer) => { this.chunks.push(d); this.notify(); });
-    socket.on("end", () => { this.events.push("eof"); this.notify(); });
-    socket.on("error", (e: NodeJS.ErrnoException) => { this.events.push(`error:${e.code ?? e.message}`); this.notify(); });
-    socket.on("close", () => { this.isClosed = true; this.events.push("close"); this.notify(); });
-  }
-
-  static connect(port: number): Promise<NetClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
-      const client = new NetClient(socket);
-      netClients.add(client);
-      socket.once("connect", () => resolve(client));
-      socket.once("error", reject);
-    });
-  }
-
-  get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-
-  get hasEof(): boolean {
-    return this.events.includes("eof");
-  }
-
-  /** The events other than data, "close" left out: e.g. ["eof"] for a clean close, ["error:ECONNRESET"] for a reset. */
-  get endEvents(): string[] {
-    return this.events.filter((e) => e !== "close");
-  }
-
-  private notify(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  /** Wait until `predicate` holds (checked on every event); false on timeout. */
-  waitUntil(predicate: () => boolean, timeoutMs = 3000): Promise<boolean> {
-    if (predicate()) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const check = () => { if (predicate()) done(true); };
-      const timer = setTimeout(() => done(false), timeoutMs);
-      const done = (ok: boolean) => { clearTimeout(timer); this.waiters.delete(check); resolve(ok); };
-      this.waiters.add(check);
-    });
-  }
-
-  /** Wait for the server's FIN or a reset. */
-  waitForEnd(timeoutMs = 3000): Promise<boolean> {
-    return this.waitUntil(() => this.endEvents.length > 0, timeoutMs);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-    netClients.delete(this);
-  }
 }
 
 // ==== In-process servers ====
@@ -492,8 +538,6 @@ export function readRssBytes(pid: number): number {
 export async function cleanUp(): Promise<void> {
   for (const c of [...clients]) c.destroy();
   clients.clear();
-  for (const c of [...netClients]) c.destroy();
-  netClients.clear();
   const stops = [...servers].map((s) => s.stop(false).catch(() => {}));
   servers.clear();
   await Promise.all(stops);

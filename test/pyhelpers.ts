@@ -1,14 +1,13 @@
 // Helpers for the tests that run Python apps under a real bunicorn process
 // (python.test.ts, supervision.test.ts, frameworks.test.ts): start a server
 // with the test virtualenv's Python, find its worker processes in /proc,
-// stop it by its own pid and check that no worker outlives it, and clients
-// for plain, keep-alive and loaded requests.
-import type { Socket } from "bun";
+// stop it by its own pid and check that no worker outlives it, one request
+// per connection, and load over kept-alive connections (helpers.ts RawClient).
 import { afterAll, afterEach, beforeAll } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type HttpResponse, type ServerProcess, cleanUp, exchange, parseResponses, sleep, spawnServer } from "./helpers.ts";
+import { type HttpResponse, RawClient, type ServerProcess, cleanUp, exchange, sleep, spawnServer } from "./helpers.ts";
 
 export const PYTHON = join(import.meta.dir, "..", ".venv", "bin", "python");
 export const PYAPPS = join(import.meta.dir, "pyapps");
@@ -182,102 +181,47 @@ export async function request(port: number, target: string, opts: { method?: str
 
 export const bodyText = (res: HttpResponse) => res.body.toString("utf8");
 
-/** A client connection that sends requests one after another (keep-alive) and parses answers incrementally. */
-export class KeepAliveConn {
-  private buf: Buffer = Buffer.alloc(0);
-  private waiter: (() => void) | null = null;
-  isClosed = false;
-  socket!: Socket<undefined>;
-
-  static async open(port: number): Promise<KeepAliveConn> {
-    const conn = new KeepAliveConn();
-    conn.socket = await Bun.connect<undefined>({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        data(_s, data) { conn.buf = Buffer.concat([conn.buf, data]); conn.waiter?.(); },
-        close() { conn.isClosed = true; conn.waiter?.(); },
-        end() { conn.isClosed = true; conn.waiter?.(); },
-        error() { conn.isClosed = true; conn.waiter?.(); },
-      },
-    });
-    return conn;
-  }
-
-  /** Send one request (the target is sent as given) and wait for its complete response; throws on close or timeout. */
-  async request(target: string, method = "GET", timeoutMs = 10_000): Promise<HttpResponse> {
-    if (this.isClosed) throw new Error("connection closed");
-    const wrote = this.socket.write(`${method} ${target} HTTP/1.1\r\nHost: t\r\n\r\n`);
-    if (wrote <= 0) throw new Error("write failed");
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { responses, rest } = parseResponses(this.buf, [method], this.isClosed);
-      const final = responses.find((r) => r.status >= 200);
-      if (final !== undefined && final.isComplete) {
-        this.buf = Buffer.from(rest);
-        return final;
-      }
-      if (this.isClosed) throw new Error(`connection closed before the response (${this.buf.length} bytes pending)`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error("timed out waiting for a response");
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiter = () => { clearTimeout(timer); this.waiter = null; resolve(); };
-      });
-    }
-  }
-
-  close(): void {
-    if (!this.isClosed) this.socket.terminate();
-    this.isClosed = true;
-  }
-}
-
 export interface LoadResult {
   ok: number;
   failures: string[];
   /** Bodies of the 200 answers, in completion order. */
   bodies: string[];
-  /** Wall-clock completion times (ms since the start) of the 200 answers. */
-  times: number[];
 }
 
 /**
  * `concurrency` keep-alive connections sending `target` until `total` requests were
  * sent or `shouldStop()` is true. A non-200 answer or a connection closed under a
  * request is a failure; a connection the server closed after an answer is reopened.
+ * `result` is filled as answers come, so a test can watch the load's progress.
  */
-export async function runLoad(port: number, opts: { target: string | (() => string); concurrency: number; total?: number; shouldStop?: () => boolean }): Promise<LoadResult> {
-  const result: LoadResult = { ok: 0, failures: [], bodies: [], times: [] };
-  const started = Date.now();
+export async function runLoad(port: number, opts: { target: string | (() => string); concurrency: number; total?: number; shouldStop?: () => boolean }, result: LoadResult = { ok: 0, failures: [], bodies: [] }): Promise<LoadResult> {
   let sent = 0;
   const nextTarget = () => (typeof opts.target === "string" ? opts.target : opts.target());
   const more = () => (opts.total === undefined || sent < opts.total) && !(opts.shouldStop?.() ?? false);
   const loop = async () => {
-    let conn: KeepAliveConn | null = null;
+    let conn: RawClient | null = null;
     try {
       while (more()) {
         sent++;
         try {
-          if (conn === null || conn.isClosed) conn = await KeepAliveConn.open(port);
+          if (conn === null || conn.isDone) conn = await RawClient.connect(port);
           const res = await conn.request(nextTarget());
           const text = res.body.toString("utf8");
           if (res.status === 200) {
             result.ok++;
             result.bodies.push(text);
-            result.times.push(Date.now() - started);
           } else {
             result.failures.push(`${res.status}: ${text.slice(0, 100)}`);
           }
-          if (/^connection:\s*close$/im.test(res.head)) { conn.close(); conn = null; }
+          if (/^connection:\s*close$/im.test(res.head)) { conn.destroy(); conn = null; }
         } catch (err) {
           result.failures.push(String(err));
-          conn?.close();
+          conn?.destroy();
           conn = null;
         }
       }
     } finally {
-      conn?.close();
+      conn?.destroy();
     }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, loop));
@@ -295,8 +239,7 @@ export function freePort(): number {
 /** True when something accepts connections on the port. */
 export async function isListening(port: number): Promise<boolean> {
   try {
-    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    s.terminate();
+    (await RawClient.connect(port)).destroy();
     return true;
   } catch {
     return false;

@@ -9,8 +9,8 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RawClient, header, parseResponses, readRssBytes, sleep } from "./helpers.ts";
-import { type PyServer, bodyText, fileText, isAlive, isListening, request, runLoad, startPy, stopPy, trackWorkers, waitFor, usePyFixture } from "./pyhelpers.ts";
+import { type HttpResponse, RawClient, header, readRssBytes, sleep } from "./helpers.ts";
+import { type LoadResult, type PyServer, bodyText, fileText, isAlive, isListening, request, runLoad, startPy, stopPy, trackWorkers, waitFor, usePyFixture } from "./pyhelpers.ts";
 
 const PROBE = "test/pyapps/probe.py";
 
@@ -51,21 +51,27 @@ test("a worker that crashes mid-request: that client gets 502, the worker is rep
   expect(pids.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
 }, 20_000);
 
-test("a hung request with -t 1: 504 within the timeout plus a second, worker replaced, the other worker keeps serving", async () => {
+test("a hung request with -t 1: 504 after the timeout, before a request sent later ends; worker replaced, the other worker keeps serving", async () => {
   const server = await startPy(PROBE, ["-w", "2", "-t", "1"]);
   const before = server.workers();
   expect(before.length).toBe(2);
-  const started = performance.now();
-  const hung = request(server.port, "/hang", { timeoutMs: 10_000 }).then((res) => ({ res, ms: performance.now() - started }));
+  const events: string[] = [];
+  const hung = request(server.port, "/hang", { timeoutMs: 10_000 }).then((res) => { events.push(`hang ${res.status}`); return res; });
   await sleep(200);
-  // Sent after the hang began: the other worker answers it.
-  const other = await request(server.port, "/pid", { timeoutMs: 3000 });
-  expect(other.status).toBe(200);
-  expect(before).toContain(Number(bodyText(other)));
-  const { res, ms } = await hung;
+  // Sent after the hang began, so the other worker answers them, one after the other (each
+  // shorter than the timeout, which applies to them too): the first ends before the hang's
+  // 1 s can have passed, the third after that second, the next 250 ms check and some.
+  const others: HttpResponse[] = [];
+  for (const [name, s] of [["a", 0.5], ["b", 0.7], ["c", 0.7]] as const) {
+    const res = await request(server.port, `/sleep?s=${s}`, { timeoutMs: 5000 });
+    events.push(`${name} ${res.status}`);
+    others.push(res);
+  }
+  const res = await hung;
   expect(res.status).toBe(504);
-  expect(ms).toBeLessThan(2500);
-  expect(ms).toBeGreaterThan(900);
+  expect(events.filter((e) => !e.startsWith("b "))).toEqual(["a 200", "hang 504", "c 200"]);
+  expect(events).toContain("b 200");
+  for (const other of others) expect(before).toContain(Number(bodyText(other)));
   const after = await waitForReplacement(server, before, 2);
   expect(after.filter((p) => !before.includes(p)).length).toBe(1);
   expect(server.stderr()).toContain("WORKER TIMEOUT");
@@ -106,23 +112,27 @@ def application(environ, start_response):
   writeFileSync(appFile, source("version-1"));
   const server = await startPy("reload_app", ["-w", "2", "--chdir", appDir]);
   const before = server.workers();
-  const startedAt = Date.now();
-  let hupAt = 0;
-  const loader = runLoad(server.port, { target: "/", concurrency: 4, shouldStop: () => Date.now() - startedAt > 3000 });
-  await sleep(1000);
+  const load: LoadResult = { ok: 0, failures: [], bodies: [] };
+  let shouldStop = false;
+  const loader = runLoad(server.port, { target: "/", concurrency: 4, shouldStop: () => shouldStop }, load);
+  const answered = (count: number) => waitFor(() => load.bodies.length >= count || load.failures.length > 0, 10_000);
+  expect(await answered(20)).toBe(true);
+  // The edit alone changes nothing: the answers after it, up to the SIGHUP, are the old version.
   writeFileSync(appFile, source("version-two"));
+  expect(await answered(load.bodies.length + 20)).toBe(true);
+  const atHup = load.bodies.length;
   server.proc.kill("SIGHUP");
-  hupAt = Date.now() - startedAt;
-  const load = await loader;
+  // The old workers exit once the new ones took over; the load goes on after that.
+  expect(await waitFor(() => server.workers().length === 2 && before.every((p) => !isAlive(p)), 10_000)).toBe(true);
+  expect(await answered(load.bodies.length + 20)).toBe(true);
+  shouldStop = true;
+  await loader;
   expect(load.failures).toEqual([]);
-  expect(load.ok).toBeGreaterThan(100);
+  expect(load.bodies.slice(0, atHup)).toEqual(Array(atHup).fill("version-1"));
   expect(new Set(load.bodies)).toEqual(new Set(["version-1", "version-two"]));
   // Once the new workers took over, only the new version answers.
-  const lastOld = Math.max(...load.times.filter((_, i) => load.bodies[i] === "version-1"));
-  expect(lastOld).toBeGreaterThanOrEqual(hupAt - 50);
   expect(load.bodies.slice(-20)).toEqual(Array(20).fill("version-two"));
   expect(bodyText(await request(server.port, "/"))).toBe("version-two");
-  expect(await waitFor(() => server.workers().length === 2 && before.every((p) => !isAlive(p)), 5000)).toBe(true);
 }, 30_000);
 
 test("SIGTERM with a slow request in flight: it completes with 200, the server exits 0, no worker left", async () => {
@@ -144,7 +154,7 @@ function bunicornTempEntries(): string[] {
   return readdirSync(tmpdir()).filter((name) => name.startsWith("bunicorn-") && !name.startsWith("bunicorn-sup-"));
 }
 
-test("kill -9 of the front: every worker exits within about 2 s, even one stuck in the app; no file is left", async () => {
+test("kill -9 of the front: every worker exits, even one stuck in the app, while that app call is still asleep; no file is left", async () => {
   const before = bunicornTempEntries();
   const server = await startPy(PROBE, ["-w", "2"]);
   const workers = server.workers();
@@ -154,28 +164,29 @@ test("kill -9 of the front: every worker exits within about 2 s, even one stuck 
   await sleep(300);
   server.proc.kill("SIGKILL");
   await server.exited;
-  const killedAt = performance.now();
-  const allGone = await waitFor(() => workers.every((p) => !isAlive(p)), 2500);
-  const ms = performance.now() - killedAt;
+  // /hang sleeps 100 s: a worker that waited for its app to return would still be alive at
+  // this 10 s guard (a liveness bound, not a speed claim; worker.py checks its parent every 1 s).
+  const allGone = await waitFor(() => workers.every((p) => !isAlive(p)), 10_000);
   expect({ allGone, alive: workers.filter(isAlive) }).toEqual({ allGone: true, alive: [] });
-  expect(ms).toBeLessThan(2500);
+  expect(stuck.byteCount).toBe(0); // the app never answered
   expect(bunicornTempEntries().filter((name) => !before.includes(name))).toEqual([]);
   await stopPy(server);
 }, 20_000);
 
 test("overload: -w 1 --backlog 2 answers the request beyond the queue with 503 and Retry-After", async () => {
   const server = await startPy(PROBE, ["-w", "1", "--backlog", "2"]);
-  const running = request(server.port, "/sleep?s=0.7");
+  const events: string[] = [];
+  const send = (name: string, target: string) => request(server.port, target).then((res) => { events.push(`${name} ${res.status}`); return res; });
+  const running = send("running", "/sleep?s=0.7");
   await sleep(200);
-  const queued = [request(server.port, "/sleep?s=0.1"), request(server.port, "/sleep?s=0.1")];
+  const queued = [send("queued", "/sleep?s=0.1"), send("queued", "/sleep?s=0.1")];
   await sleep(200);
-  const started = performance.now();
-  const over = await request(server.port, "/pid");
+  const over = await send("over", "/pid");
   expect(over.status).toBe(503);
   expect(header(over, "retry-after")).toMatch(/^\d+$/);
-  expect(performance.now() - started).toBeLessThan(500); // refused at once, not after the queue drained
-  expect((await running).status).toBe(200);
-  expect((await Promise.all(queued)).map((r) => r.status)).toEqual([200, 200]);
+  await Promise.all([running, ...queued]);
+  // Refused at once, not after the queue drained: the 503 came before the running request's 200.
+  expect(events).toEqual(["over 503", "running 200", "queued 200", "queued 200"]);
 }, 20_000);
 
 test("a queued request whose client disconnected is never run", async () => {
@@ -234,47 +245,23 @@ test("a 1 GiB upload read in 64 KiB pieces: right size and hash, front and worke
   };
   const sampler = setInterval(sample, 100);
 
-  let received = Buffer.alloc(0);
-  let isClosed = false;
-  let wake: (() => void) | null = null;
-  const poke = () => { const w = wake; wake = null; w?.(); };
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port: server.port,
-    socket: {
-      data(_s, d) { received = Buffer.concat([received, d]); poke(); },
-      drain() { poke(); },
-      close() { isClosed = true; poke(); },
-      error() { isClosed = true; poke(); },
-    },
-  });
+  const client = await RawClient.connect(server.port);
   const started = performance.now();
   const hasher = new Bun.CryptoHasher("sha256");
   const block = randomBytes(BLOCK_BYTES);
-  socket.write(`POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: ${total}\r\nConnection: close\r\n\r\n`);
-  for (let i = 0; i < BLOCKS && !isClosed; i++) {
+  client.write(`POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: ${total}\r\nConnection: close\r\n\r\n`);
+  for (let i = 0; i < BLOCKS && !client.isClosed; i++) {
     block.writeUInt32BE(i, 0); // every block differs
     hasher.update(block);
-    let off = 0;
-    while (off < block.length && !isClosed) {
-      const n = socket.write(block.subarray(off));
-      if (n < 0) break;
-      off += n;
-      if (off < block.length) await new Promise<void>((resolve) => { wake = resolve; });
-    }
+    client.write(block); // (copied: the next block may be written over it)
+    await client.flush(30_000);
   }
   const sentMs = performance.now() - started;
-  const deadline = Date.now() + 30_000;
-  let res;
-  while (Date.now() < deadline) {
-    res = parseResponses(received, ["POST"], isClosed).responses[0];
-    if (res?.isComplete || isClosed) break;
-    await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 200); });
-  }
+  const [res] = await client.readResponses(1, ["POST"], 30_000);
   const totalMs = performance.now() - started;
   clearInterval(sampler);
   sample();
-  socket.terminate();
+  client.destroy();
   console.error(`1 GiB upload: sent in ${(sentMs / 1000).toFixed(1)} s, answered after ${(totalMs / 1000).toFixed(1)} s (${(total / 1048576 / (totalMs / 1000)).toFixed(0)} MiB/s); peak RSS front ${(peak.front / 1048576).toFixed(0)} MiB, worker ${(peak.worker / 1048576).toFixed(0)} MiB`);
   expect(res?.status).toBe(200);
   const answer = JSON.parse(bodyText(res!));

@@ -1,12 +1,14 @@
-// Backpressure end to end: an app streams 100 MB as a generator of 64 KB chunks
-// to a client that stops reading for seconds at a time. The server must stop
-// pulling from the app while the client is not reading, so its RSS stays
-// within a bound, and every byte must arrive intact.
+// Writing and backpressure (server.ts section "Write and backpressure"), end to end: an app
+// streams 100 MB as a generator of 64 KB chunks to a client that stops reading for seconds
+// at a time; the server must stop pulling from the app while the client is not reading, so
+// its RSS stays within a bound, and every byte must arrive intact. And a client that never
+// reads is dropped after --timeout without progress instead of pinning its unsent body.
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RawClient, cleanUp, exchange, readRssBytes, sleep, spawnServer } from "./helpers.ts";
+import type { WsgiApp } from "../server.ts";
+import { RawClient, cleanUp, exchange, readRssBytes, serve, sleep, spawnServer } from "./helpers.ts";
 
 const CHUNK_BYTES = 64 * 1024;
 const CHUNK_COUNT = 1600; // 100 MiB
@@ -135,13 +137,13 @@ test("100 MB streamed to a slow reader: server RSS stays bounded, all bytes arri
     // Stop reading twice: early, and half way.
     for (const mark of [8 * 1024 * 1024, TOTAL_BYTES / 2]) {
       expect(await client.waitUntil(() => client.byteCount >= mark, 20_000)).toBe(true);
-      client.socket.pause();
+      client.pause();
       await sleep(50);
       const whilePaused = client.byteCount;
       await sleep(PAUSE_MS);
       // The pause held: the client took (almost) nothing meanwhile.
       expect(client.byteCount - whilePaused).toBeLessThan(1024 * 1024);
-      client.socket.resume();
+      client.resume();
     }
 
     expect(await client.waitUntil(() => dechunker.isTerminated || client.isDone || decodeError !== null, 30_000)).toBe(true);
@@ -155,3 +157,22 @@ test("100 MB streamed to a slow reader: server RSS stays bounded, all bytes arri
     clearInterval(sampler);
   }
 }, 60_000);
+
+test("a client that stops reading is closed after --timeout without progress, not kept forever", async () => {
+  const chunk = new Uint8Array(1024 * 1024).fill(97);
+  const app: WsgiApp = (_env, start) => {
+    start("200 OK", [["Content-Length", String(64 * chunk.length)]]);
+    return Array.from({ length: 64 }, () => chunk); // one array: all of it is written at once
+  };
+  const server = serve(app, { keepAliveS: 0.3, timeoutS: 1 });
+  const client = await RawClient.connect(server.port);
+  client.keepData = false;
+  // Paused before the request goes out: we read nothing, so most of the 64 MB stay unsent.
+  client.pause();
+  client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  // (That the keep-alive timer alone does not cut a response being read is a connection test.)
+  for (let i = 0; i < 200 && server.server.conns.size > 0; i++) await sleep(50);
+  expect(client.byteCount).toBeLessThan(64 * chunk.length);
+  expect(server.server.conns.size).toBe(0);
+  client.destroy();
+}, 15_000);
