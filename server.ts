@@ -2164,7 +2164,7 @@ export const SETTINGS: SettingSpec[] = [
   }),
   supported("graceful_timeout", ["--graceful-timeout"], "gracefulTimeoutS", "seconds", "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]", { min: 0 }),
   supported("keepalive", ["--keep-alive"], "keepAliveS", "seconds", "idle seconds a kept-alive connection waits for its next request (0: keep-alive off) [5]", {
-    min: 0, differs: "default 5 s (gunicorn: 2 s). gunicorn's sync workers do no keep-alive at all; bunicorn's front holds idle connections cheaply, and 5 s outlasts the gap between a browser's requests. 0: connections close after each response",
+    min: 0, differs: "default 5 s (gunicorn: 2 s). gunicorn's sync workers do no keep-alive at all; bunicorn's front holds idle connections cheaply, and 5 s outlasts the gap between a browser's requests. 0: an idle connection is closed at once (within one 250 ms tick), but the response does not yet say Connection: close, so a request already pipelined behind it is still served",
   }),
   // Security
   supported("limit_request_line", ["--limit-request-line"], "limitRequestLine", "count", "bytes of the request line, 0 for 8190 (→ 414) [4094]", { min: 0, max: 8190 }),
