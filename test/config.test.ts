@@ -376,3 +376,41 @@ describe("PORT and the settings users rely on, in a running server", () => {
     expect(existsSync(pidfile)).toBe(false); // removed at exit
   });
 });
+
+describe("--daemon, --umask, --check-config", () => {
+  test("-D: the command exits 0, a detached server writes its pid file and serves; SIGTERM to that pid stops it", async () => {
+    const port = freePort();
+    const pidfile = join(dir, "daemon.pid");
+    const r = await runCli(["-D", "--pid", pidfile, "-b", `127.0.0.1:${port}`, join(ROOT, "apps", "hello.ts")], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(await waitFor(() => existsSync(pidfile) && /^\d+\n$/.test(readFileSync(pidfile, "utf8")), 10_000)).toBe(true);
+    let pid = 0;
+    try {
+      expect(await waitFor(() => { pid = Number(readFileSync(pidfile, "utf8")); return isAlive(pid); }, 5000)).toBe(true);
+      for (let i = 0; i < 100 && !(await isListening(port)); i++) await Bun.sleep(50);
+      expect((await request(port, "/")).status).toBe(200);
+    } finally {
+      if (pid > 0 && isAlive(pid)) process.kill(pid, "SIGTERM");
+    }
+    expect(await waitFor(() => !isAlive(pid), 10_000)).toBe(true);
+    expect(existsSync(pidfile)).toBe(false);
+  });
+
+  test("--umask applies to the files the server creates (the pid file here)", async () => {
+    const pidfile = join(dir, "umask.pid");
+    const r = await runCli(["--umask", "0o077", "--pid", pidfile, "--check-config", join(ROOT, "apps", "hello.ts")], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("Configuration OK");
+    // --check-config exits after the checks: the pid file was written (mode 0600) and removed at exit.
+    expect(existsSync(pidfile)).toBe(false);
+    const r2 = await runCli(["--umask", "0o077", "--access-logfile", join(dir, "umask.log"), "--check-config", join(ROOT, "apps", "hello.ts")], { cwd: dir });
+    expect(r2.code).toBe(0);
+    expect(Bun.spawnSync(["stat", "-c", "%a", join(dir, "umask.log")]).stdout.toString().trim()).toBe("600");
+  });
+
+  test("--check-config with a bad setting exits 2 without serving", async () => {
+    const r = await runCli(["--check-config", "-k", "gevent", join(ROOT, "apps", "hello.ts")], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("use --threads");
+  });
+});
