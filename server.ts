@@ -1965,6 +1965,24 @@ export interface Config {
   pythonpath: string[];
   python: string | null;
   exposeTracebacks: boolean;
+  /** -c: the config file read (or python:MODULE); null when none. */
+  configFile: string | null;
+  workerClass: string;
+  pidfile: string | null;
+  /** null: leave the inherited umask alone. */
+  umask: number | null;
+  /** -e KEY=VALUE, set in this process's environment (the workers inherit it). */
+  rawEnv: string[];
+  daemon: boolean;
+  checkConfig: boolean;
+  printConfig: boolean;
+  // Read and kept for the logging issue; not applied yet (see PENDING_TODAY).
+  accessLogFormat: string;
+  captureOutput: boolean;
+  statsdHost: string | null;
+  statsdPrefix: string;
+  dogstatsdTags: string;
+  enableBacklogMetric: boolean;
 }
 
 export function defaultConfig(): Config {
@@ -1994,6 +2012,20 @@ export function defaultConfig(): Config {
     pythonpath: [],
     python: null,
     exposeTracebacks: false,
+    configFile: null,
+    workerClass: "sync",
+    pidfile: null,
+    umask: null,
+    rawEnv: [],
+    daemon: false,
+    checkConfig: false,
+    printConfig: false,
+    accessLogFormat: GUNICORN_ACCESS_LOG_FORMAT,
+    captureOutput: false,
+    statsdHost: null,
+    statsdPrefix: "",
+    dogstatsdTags: "",
+    enableBacklogMetric: false,
   };
 }
 
@@ -2037,54 +2069,465 @@ function checkChdir(config: Config): void {
   }
 }
 
-type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool";
-interface FlagSpec { names: string[]; key: keyof Config | "version" | "help"; kind: FlagKind; min?: number; max?: number; help: string }
+type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool" | "octal" | "env" | "paths";
+type SettingStatus = "supported" | "warned" | "refused";
+type SettingKey = keyof Config | "version" | "help";
 
-const FLAGS: FlagSpec[] = [
-  { names: ["-b", "--bind"], key: "binds", kind: "list", help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (repeatable) [127.0.0.1:8000]" },
+/**
+ * One row per setting: gunicorn's 119, by gunicorn's name, then bunicorn's own (name null).
+ * This one list drives the command line, GUNICORN_CMD_ARGS, the config file, validation,
+ * --help, --print-config and the README's settings table (test/config.test.ts checks that
+ * the README agrees with it). The rule for what bunicorn does not implement: warn only where
+ * ignoring the setting changes nothing the app sees, nothing logged and nothing about
+ * security; otherwise refuse, saying why and what to use instead.
+ */
+export interface SettingSpec {
+  /** gunicorn's name (config files, --print-config); null for bunicorn's own flags. */
+  name: string | null;
+  flags: string[];
+  status: SettingStatus;
+  kind: FlagKind;
+  key?: SettingKey;
+  min?: number;
+  max?: number;
+  /** Supported: the --help line. Warned or refused: why, and what to use instead (the message printed). */
+  help: string;
+  /** Where bunicorn's meaning or default differs from gunicorn's on purpose (the README says so). */
+  differs?: string;
+  /** Refused only until a later issue implements it: flipping that issue's rows is the whole change. */
+  later?: string;
+  /** Lands in Config, but the logging issue has not applied it yet: a warning when it is set. */
+  isPending?: boolean;
+  /** Values meaning gunicorn's default: accepted without a word even where the setting is warned or refused. */
+  accepts?: string[];
+  /** A supported setting's value that bunicorn refuses, and why. */
+  refuseValue?: (value: string) => string | null;
+}
+
+const LATER = {
+  tls: "TLS is not supported yet; terminate TLS in a proxy in front of bunicorn",
+  proxy: "proxy settings are not supported yet; REMOTE_ADDR and wsgi.url_scheme come from the connection itself",
+  hooks: "server hooks are not supported yet; remove the hook (or do its work when the app module is imported)",
+  preload: "--preload is not supported yet; each worker imports the app itself",
+  reload: "--reload is not supported yet; send SIGHUP to load new code without dropping requests",
+  user: "switching user or group is not supported yet; start bunicorn as that user (systemd User=, docker --user)",
+};
+const NO_ASGI = "only for -k asgi; bunicorn runs WSGI apps only";
+const NO_H2 = "bunicorn speaks HTTP/1.1 only; put an HTTP/2 proxy in front";
+const NO_DIRTY = "bunicorn has no dirty arbiters; run long tasks in a task queue (Celery, RQ) or a separate service";
+const NO_SYSLOG = "bunicorn does not write to syslog; log to stderr (--error-logfile -) and let journald or the platform collect it";
+const STRICT_PARSER = "bunicorn's HTTP parser is strict (RFC 9112) and offers no such leniency; fix the client";
+
+const supported = (name: string | null, flags: string[], key: SettingKey, kind: FlagKind, help: string, more: Partial<SettingSpec> = {}): SettingSpec =>
+  ({ name, flags, key, kind, help, status: "supported", ...more });
+const warned = (name: string, flags: string[], kind: FlagKind, help: string, more: Partial<SettingSpec> = {}): SettingSpec =>
+  ({ name, flags, kind, help, status: "warned", ...more });
+const refused = (name: string, flags: string[], kind: FlagKind, help: string, more: Partial<SettingSpec> = {}): SettingSpec =>
+  ({ name, flags, kind, help, status: "refused", ...more });
+const later = (issue: keyof typeof LATER, name: string, flags: string[], kind: FlagKind, more: Partial<SettingSpec> = {}): SettingSpec =>
+  refused(name, flags, kind, LATER[issue], { later: issue, ...more });
+const hook = (name: string): SettingSpec => later("hooks", name, [], "string");
+const pendingLog = (name: string, flags: string[], key: SettingKey, kind: FlagKind, help: string): SettingSpec =>
+  supported(name, flags, key, kind, help, { isPending: true });
+
+const WORKER_CLASSES_OK = ["sync", "gthread", "gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker"];
+
+/** -k: bunicorn's workers are gunicorn's sync workers, with --threads as gthread's; every other class is refused. */
+function refuseWorkerClass(value: string): string | null {
+  if (WORKER_CLASSES_OK.includes(value)) return null;
+  if (/gevent|eventlet|tornado/.test(value)) return `bunicorn has no ${value} worker; use --threads`;
+  if (/asgi|uvicorn/i.test(value)) return `bunicorn runs WSGI apps only, so it has no ${value} worker; use an ASGI server`;
+  return `bunicorn has no '${value}' worker; use -k sync or -k gthread (with --threads)`;
+}
+
+export const SETTINGS: SettingSpec[] = [
+  // Config File
+  supported("config", ["-c", "--config"], "configFile", "string", "gunicorn config file (Python) or python:MODULE [./gunicorn.conf.py if present]"),
+  supported("wsgi_app", [], "app", "string", "the APP, when the command line names none"),
+  // Server Socket
+  supported("bind", ["-b", "--bind"], "binds", "list", "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (repeatable) [127.0.0.1:8000, or 0.0.0.0:$PORT]"),
+  supported("backlog", ["--backlog"], "backlog", "count", "requests that may wait for a busy Python worker; beyond, 503 [2048]", {
+    min: 1, differs: "gunicorn: the kernel's listen queue. bunicorn: requests waiting for a free Python worker, answered 503 beyond it; the kernel's queue stays at Bun's default (Bun.listen takes no backlog, so it has no flag yet)",
+  }),
+  // Worker Processes
   // 512 as a sanity bound: far past what any machine runs usefully, and a typo like -w 4000 would fork thousands of Pythons.
-  { names: ["-w", "--workers"], key: "workers", kind: "count", min: 1, max: 512, help: "Python worker processes, at most 512 [CPU cores]" },
-  { names: ["--threads"], key: "threads", kind: "count", min: 1, help: "app threads in each Python worker [1]" },
-  { names: ["-t", "--timeout"], key: "timeoutS", kind: "seconds", help: "a Python request running longer gets 504 and its worker is replaced [30]" },
-  { names: ["--graceful-timeout"], key: "gracefulTimeoutS", kind: "seconds", help: "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]" },
-  { names: ["--keep-alive"], key: "keepAliveS", kind: "seconds", help: "idle seconds a kept-alive connection waits for its next request [5]" },
-  { names: ["--header-timeout"], key: "headerTimeoutS", kind: "seconds", help: "seconds for a request head (and each gap in its body) to arrive, else 408 [10]" },
-  { names: ["--max-requests"], key: "maxRequests", kind: "count", min: 0, help: "recycle a Python worker after this many requests (0: never) [0]" },
-  { names: ["--max-requests-jitter"], key: "maxRequestsJitter", kind: "count", min: 0, help: "add up to this many to --max-requests per worker [0]" },
-  { names: ["--backlog"], key: "backlog", kind: "count", min: 1, help: "requests that may wait for a busy Python worker; beyond, 503 [2048]" },
-  { names: ["--limit-request-line"], key: "limitRequestLine", kind: "count", min: 0, max: 8190, help: "bytes of the request line, 0 for 8190 (→ 414) [4094]" },
-  { names: ["--limit-request-fields"], key: "limitRequestFields", kind: "count", min: 0, max: 32768, help: "header fields per request, 0 for 32768 (→ 431) [100]" },
-  { names: ["--limit-request-field-size"], key: "limitRequestFieldSize", kind: "count", min: 0, help: "bytes of one header field line, 0 for unlimited (→ 431) [8190]" },
-  { names: ["--limit-request-body"], key: "limitRequestBody", kind: "count", min: 0, help: "bytes of a request body (→ 413) [1073741824]" },
-  { names: ["--max-connections"], key: "maxConnections", kind: "count", min: 1, help: "open client connections; beyond, new ones wait unserved [20000]" },
-  { names: ["--access-logfile"], key: "accessLogfile", kind: "string", help: "access log file, '-' for stdout [off]" },
-  { names: ["--error-logfile", "--log-file"], key: "errorLogfile", kind: "string", help: "error log file, '-' for stderr [-]" },
-  { names: ["--log-level"], key: "logLevel", kind: "level", help: "debug, info, warning, error or critical [info]" },
-  { names: ["--root-path"], key: "rootPath", kind: "string", help: "SCRIPT_NAME of the app, stripped from PATH_INFO [$SCRIPT_NAME or empty]" },
-  { names: ["--chdir"], key: "chdir", kind: "string", help: "directory to change to before loading the app" },
-  { names: ["--pythonpath"], key: "pythonpath", kind: "list", help: "directory to add to the Python path (repeatable)" },
-  { names: ["--python"], key: "python", kind: "string", help: "Python interpreter [$VIRTUAL_ENV/bin/python, else python3]" },
-  { names: ["--expose-tracebacks"], key: "exposeTracebacks", kind: "bool", help: "put the traceback in 500 responses (development only)" },
-  { names: ["--version"], key: "version", kind: "bool", help: "print the version and exit" },
-  { names: ["-h", "--help"], key: "help", kind: "bool", help: "show this help and exit" },
+  supported("workers", ["-w", "--workers"], "workers", "count", "Python worker processes, at most 512 [$WEB_CONCURRENCY, else CPU cores]", {
+    min: 1, max: 512, differs: "default: the number of CPU cores (gunicorn: 1). The front never blocks on a worker, so a worker per core is the useful minimum; $WEB_CONCURRENCY still wins",
+  }),
+  supported("worker_class", ["-k", "--worker-class"], "workerClass", "string", "sync or gthread (bunicorn's workers: gthread when --threads > 1) [sync]", { refuseValue: refuseWorkerClass }),
+  supported("threads", ["--threads"], "threads", "count", "app threads in each Python worker [1]", { min: 1 }),
+  warned("worker_connections", ["--worker-connections"], "count", "the front holds every connection, not the workers; its limit is --max-connections", { accepts: ["1000"] }),
+  supported("max_requests", ["--max-requests"], "maxRequests", "count", "recycle a Python worker after this many requests (0: never) [0]", { min: 0 }),
+  supported("max_requests_jitter", ["--max-requests-jitter"], "maxRequestsJitter", "count", "add up to this many to --max-requests per worker [0]", { min: 0 }),
+  supported("timeout", ["-t", "--timeout"], "timeoutS", "seconds", "a Python request running longer gets 504 and its worker is replaced (0: no timeout) [30]", {
+    min: 0, differs: "gunicorn kills a worker silent for this long; bunicorn times each request, answers 504 and replaces the worker. 0 is no timeout in both",
+  }),
+  supported("graceful_timeout", ["--graceful-timeout"], "gracefulTimeoutS", "seconds", "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]", { min: 0 }),
+  supported("keepalive", ["--keep-alive"], "keepAliveS", "seconds", "idle seconds a kept-alive connection waits for its next request (0: keep-alive off) [5]", {
+    min: 0, differs: "default 5 s (gunicorn: 2 s). gunicorn's sync workers do no keep-alive at all; bunicorn's front holds idle connections cheaply, and 5 s outlasts the gap between a browser's requests. 0: an idle connection is closed at once (within one 250 ms tick), but the response does not yet say Connection: close, so a request already pipelined behind it is still served",
+  }),
+  // Security
+  supported("limit_request_line", ["--limit-request-line"], "limitRequestLine", "count", "bytes of the request line, 0 for 8190 (→ 414) [4094]", { min: 0, max: 8190 }),
+  supported("limit_request_fields", ["--limit-request-fields"], "limitRequestFields", "count", "header fields per request, 0 for 32768 (→ 431) [100]", { min: 0, max: 32768 }),
+  supported("limit_request_field_size", ["--limit-request-field_size", "--limit-request-field-size"], "limitRequestFieldSize", "count", "bytes of one header field line, 0 for unlimited (→ 431) [8190]", { min: 0 }),
+  // Debugging
+  later("reload", "reload", ["--reload"], "bool"),
+  later("reload", "reload_engine", ["--reload-engine"], "string", { accepts: ["auto"] }),
+  later("reload", "reload_extra_files", ["--reload-extra-file"], "list"),
+  refused("spew", ["--spew"], "bool", "bunicorn does not trace every executed line; use python -m trace or a debugger"),
+  supported("check_config", ["--check-config"], "checkConfig", "bool", "check the configuration and the start-up checks, then exit (0: fine, 2: not)", {
+    differs: "does not import a Python app (gunicorn does); a TypeScript app is loaded",
+  }),
+  supported("print_config", ["--print-config"], "printConfig", "bool", "print the settings in effect, by gunicorn's names, then exit"),
+  // Server Mechanics
+  later("preload", "preload_app", ["--preload"], "bool"),
+  warned("sendfile", ["--no-sendfile"], "bool", "clients get the same bytes either way"),
+  warned("reuse_port", ["--reuse-port"], "bool", "one process holds the listening socket, so there is nothing to share it with"),
+  supported("chdir", ["--chdir"], "chdir", "string", "directory to change to before loading the app"),
+  supported("daemon", ["-D", "--daemon"], "daemon", "bool", "detach from the terminal and run in the background", {
+    differs: "Bun cannot fork: bunicorn starts itself again, detached, with stdio on /dev/null",
+  }),
+  supported("raw_env", ["-e", "--env"], "rawEnv", "env", "KEY=VALUE set in the environment of the server and the app (repeatable)"),
+  supported("pidfile", ["-p", "--pid"], "pidfile", "string", "write the server's pid to this file (removed at exit)"),
+  warned("worker_tmp_dir", ["--worker-tmp-dir"], "string", "bunicorn's workers heartbeat over their socket, not through a temp file"),
+  later("user", "user", ["-u", "--user"], "string"),
+  later("user", "group", ["-g", "--group"], "string"),
+  supported("umask", ["-m", "--umask"], "umask", "octal", "file mode mask for files the server creates (unix sockets, logs, pid file): 0o22, 0x12 or 18 [inherited]", {
+    differs: "unset (inherited) by default; gunicorn's default 0 applies only with --daemon",
+  }),
+  later("user", "initgroups", ["--initgroups"], "bool"),
+  warned("tmp_upload_dir", [], "string", "gunicorn does not use it either (request bodies are streamed)"),
+  later("proxy", "secure_scheme_headers", [], "string"),
+  later("proxy", "forwarded_allow_ips", ["--forwarded-allow-ips"], "string", { accepts: ["127.0.0.1,::1"] }),
+  // Logging
+  supported("accesslog", ["--access-logfile"], "accessLogfile", "string", "access log file, '-' for stdout [off]"),
+  warned("disable_redirect_access_to_syslog", ["--disable-redirect-access-to-syslog"], "bool", "bunicorn never sends the access log to syslog"),
+  pendingLog("access_log_format", ["--access-logformat"], "accessLogFormat", "string", "access log format (gunicorn's atoms) [gunicorn's default]"),
+  supported("errorlog", ["--error-logfile", "--log-file"], "errorLogfile", "string", "error log file, '-' for stderr [-]"),
+  supported("loglevel", ["--log-level"], "logLevel", "level", "debug, info, warning, error or critical [info]"),
+  pendingLog("capture_output", ["--capture-output"], "captureOutput", "bool", "send the workers' stdout and stderr to the error log [they go to the error log already]"),
+  refused("logger_class", ["--logger-class"], "string", "bunicorn's logger cannot be replaced by a Python class; use --error-logfile, --access-logfile and --log-level", { accepts: ["gunicorn.glogging.Logger"] }),
+  refused("logconfig", ["--log-config"], "string", "bunicorn does not read Python logging configuration files; use --error-logfile, --access-logfile and --log-level"),
+  refused("logconfig_dict", [], "string", "bunicorn does not read Python logging configuration; use errorlog, accesslog and loglevel"),
+  refused("logconfig_json", ["--log-config-json"], "string", "bunicorn does not read Python logging configuration files; use --error-logfile, --access-logfile and --log-level"),
+  refused("syslog_addr", ["--log-syslog-to"], "string", NO_SYSLOG, { accepts: ["udp://localhost:514"] }),
+  refused("syslog", ["--log-syslog"], "bool", NO_SYSLOG),
+  refused("syslog_prefix", ["--log-syslog-prefix"], "string", NO_SYSLOG),
+  refused("syslog_facility", ["--log-syslog-facility"], "string", NO_SYSLOG, { accepts: ["user"] }),
+  warned("enable_stdio_inheritance", ["-R", "--enable-stdio-inheritance"], "bool", "the workers' output always reaches the front, which writes it to the error log unbuffered"),
+  pendingLog("statsd_host", ["--statsd-host"], "statsdHost", "string", "HOST:PORT of a statsd server to send metrics to"),
+  pendingLog("dogstatsd_tags", ["--dogstatsd-tags"], "dogstatsdTags", "string", "comma-separated DogStatsD tags for every metric"),
+  pendingLog("statsd_prefix", ["--statsd-prefix"], "statsdPrefix", "string", "prefix of every statsd metric name"),
+  pendingLog("enable_backlog_metric", ["--enable-backlog-metric"], "enableBacklogMetric", "bool", "send the backlog size as a statsd metric"),
+  // Process Naming
+  warned("proc_name", ["-n", "--name"], "string", "bunicorn does not rename its processes (ps shows bunicorn and bunicorn-worker)"),
+  warned("default_proc_name", [], "string", "bunicorn does not rename its processes"),
+  supported("pythonpath", ["--pythonpath"], "pythonpath", "paths", "comma-separated directories to add to the Python path"),
+  refused("paste", ["--paste", "--paster"], "string", "bunicorn does not read PasteDeploy files; name the app as module:loadapp_result, e.g. a module calling paste.deploy.loadapp('config:FILE')"),
+  // Server Hooks (callables in the config file)
+  hook("on_starting"), hook("on_reload"), hook("when_ready"), hook("pre_fork"), hook("post_fork"), hook("post_worker_init"),
+  hook("worker_int"), hook("worker_abort"), hook("pre_exec"), hook("pre_request"), hook("post_request"), hook("child_exit"),
+  hook("worker_exit"), hook("nworkers_changed"), hook("on_exit"),
+  later("tls", "ssl_context", [], "string"),
+  later("proxy", "proxy_protocol", ["--proxy-protocol"], "string", { accepts: ["off"] }),
+  later("proxy", "proxy_allow_ips", ["--proxy-allow-from"], "string", { accepts: ["127.0.0.1,::1"] }),
+  refused("protocol", ["--protocol"], "string", "bunicorn speaks HTTP only; point the proxy at it over HTTP (nginx proxy_pass)", { accepts: ["http"] }),
+  warned("uwsgi_allow_ips", ["--uwsgi-allow-from"], "string", "only for --protocol uwsgi, which bunicorn refuses", { accepts: ["127.0.0.1,::1"] }),
+  // SSL
+  later("tls", "keyfile", ["--keyfile"], "string"),
+  later("tls", "certfile", ["--certfile"], "string"),
+  later("tls", "ssl_version", ["--ssl-version"], "string", { accepts: ["2"] }),
+  later("tls", "cert_reqs", ["--cert-reqs"], "string", { accepts: ["0"] }),
+  later("tls", "ca_certs", ["--ca-certs"], "string"),
+  warned("suppress_ragged_eofs", ["--suppress-ragged-eofs"], "bool", "only with TLS, which bunicorn refuses for now"),
+  warned("do_handshake_on_connect", ["--do-handshake-on-connect"], "bool", "only with TLS, which bunicorn refuses for now"),
+  later("tls", "ciphers", ["--ciphers"], "string"),
+  // HTTP/2
+  refused("http_protocols", ["--http-protocols"], "string", NO_H2, { accepts: ["h1"] }),
+  refused("http2_cleartext", ["--http2-cleartext"], "string", NO_H2, { accepts: ["off"] }),
+  refused("http2_max_concurrent_streams", ["--http2-max-concurrent-streams"], "string", NO_H2, { accepts: ["100"] }),
+  refused("http2_initial_window_size", ["--http2-initial-window-size"], "string", NO_H2, { accepts: ["65535"] }),
+  refused("http2_max_frame_size", ["--http2-max-frame-size"], "string", NO_H2, { accepts: ["16384"] }),
+  refused("http2_max_header_list_size", ["--http2-max-header-list-size"], "string", NO_H2, { accepts: ["65536"] }),
+  refused("raw_paste_global_conf", ["--paste-global"], "list", "bunicorn does not read PasteDeploy files (see --paste)"),
+  refused("permit_obsolete_folding", ["--permit-obsolete-folding"], "bool", STRICT_PARSER),
+  refused("strip_header_spaces", ["--strip-header-spaces"], "bool", STRICT_PARSER),
+  refused("permit_unconventional_http_method", ["--permit-unconventional-http-method"], "bool", STRICT_PARSER),
+  refused("permit_unconventional_http_version", ["--permit-unconventional-http-version"], "bool", STRICT_PARSER),
+  refused("casefold_http_method", ["--casefold-http-method"], "bool", STRICT_PARSER),
+  later("proxy", "forwarder_headers", ["--forwarder-headers"], "string", { accepts: ["SCRIPT_NAME,PATH_INFO"] }),
+  refused("header_map", ["--header-map"], "string", "bunicorn always drops header names with '_' (gunicorn's 'drop'), so X_Forwarded_For cannot pose as X-Forwarded-For", { accepts: ["drop"] }),
+  warned("asgi_loop", ["--asgi-loop"], "string", NO_ASGI, { accepts: ["auto"] }),
+  warned("asgi_lifespan", ["--asgi-lifespan"], "string", NO_ASGI, { accepts: ["auto"] }),
+  warned("asgi_disconnect_grace_period", ["--asgi-disconnect-grace-period"], "string", NO_ASGI, { accepts: ["3"] }),
+  warned("http_parser", ["--http-parser"], "string", "bunicorn has one HTTP parser of its own (in the front)", { accepts: ["auto"] }),
+  supported("root_path", ["--root-path"], "rootPath", "string", "SCRIPT_NAME of the app, stripped from PATH_INFO [$SCRIPT_NAME or empty]"),
+  // Dirty Arbiters
+  refused("dirty_apps", ["--dirty-app"], "list", NO_DIRTY),
+  refused("dirty_workers", ["--dirty-workers"], "string", NO_DIRTY, { accepts: ["0"] }),
+  refused("dirty_timeout", ["--dirty-timeout"], "string", NO_DIRTY, { accepts: ["300"] }),
+  refused("dirty_threads", ["--dirty-threads"], "string", NO_DIRTY, { accepts: ["1"] }),
+  refused("dirty_graceful_timeout", ["--dirty-graceful-timeout"], "string", NO_DIRTY, { accepts: ["30"] }),
+  refused("on_dirty_starting", [], "string", NO_DIRTY),
+  refused("dirty_post_fork", [], "string", NO_DIRTY),
+  refused("dirty_worker_init", [], "string", NO_DIRTY),
+  refused("dirty_worker_exit", [], "string", NO_DIRTY),
+  // Control
+  warned("control_socket", ["--control-socket"], "string", "bunicorn has no control socket; use signals (HUP reloads, TTIN/TTOU add or remove a worker)"),
+  warned("control_socket_mode", ["--control-socket-mode"], "string", "bunicorn has no control socket", { accepts: ["384", "0o600"] }),
+  warned("control_socket_disable", ["--no-control-socket"], "bool", "bunicorn has no control socket to disable"),
+  // bunicorn's own
+  supported(null, ["--header-timeout"], "headerTimeoutS", "seconds", "seconds for a request head (and each gap in its body) to arrive, else 408 [10]", { min: 0.001 }),
+  supported(null, ["--limit-request-body"], "limitRequestBody", "count", "bytes of a request body (→ 413) [1073741824]", { min: 0 }),
+  supported(null, ["--max-connections"], "maxConnections", "count", "open client connections; beyond, new ones wait unserved [20000]", { min: 1 }),
+  supported(null, ["--python"], "python", "string", "Python interpreter (also reads the config file) [$VIRTUAL_ENV/bin/python, else python3]"),
+  supported(null, ["--expose-tracebacks"], "exposeTracebacks", "bool", "put the traceback in 500 responses (development only)"),
+  supported(null, ["-v", "--version"], "version", "bool", "print the version and exit"),
+  supported(null, ["-h", "--help"], "help", "bool", "show this help and exit"),
 ];
 
+/** gunicorn's default access log format, the one formatAccessLine writes. */
+const GUNICORN_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"';
+/** Set in the detached copy that --daemon starts, so it does not detach again; removed before anything reads the environment. */
+const DAEMON_CHILD_ENV = "BUNICORN_DAEMON_CHILD";
+
+const PENDING_TODAY: Record<string, string> = {
+  access_log_format: "the access log uses gunicorn's default format",
+  capture_output: "the workers' output goes to the error log already",
+  statsd_host: "no metrics are sent",
+  dogstatsd_tags: "no metrics are sent",
+  statsd_prefix: "no metrics are sent",
+  enable_backlog_metric: "no metrics are sent",
+};
+
 export function usage(): string {
-  const rows = FLAGS.map((f) => {
-    const value = f.kind === "bool" ? "" : f.kind === "list" || f.kind === "string" ? " VALUE" : f.kind === "level" ? " LEVEL" : " N";
-    return `  ${(f.names.join(", ") + value).padEnd(34)} ${f.help}`;
+  const rows = SETTINGS.filter((s) => s.status === "supported" && s.flags.length > 0).map((s) => {
+    const value = s.kind === "bool" ? "" : s.kind === "level" ? " LEVEL" : s.kind === "count" || s.kind === "seconds" || s.kind === "octal" ? " N" : " VALUE";
+    return `  ${(s.flags.join(", ") + value).padEnd(34)} ${s.help}`;
   });
   return `usage: bunicorn [options] APP
 
 APP is a Python WSGI app (module:callable, path/to/file.py:callable, module:create_app())
 or a TypeScript app (path/to/app.ts, path/to/app.ts:export).
 
+Settings come from, last wins: defaults ($WEB_CONCURRENCY, $PORT), the config file
+(-c FILE, else ./gunicorn.conf.py), $GUNICORN_CMD_ARGS, the command line. gunicorn's
+other flags are accepted with a warning or refused with the reason (see the README).
+
 options:
 ${rows.join("\n")}
 `;
 }
 
-function parseFlagValue(spec: FlagSpec, flag: string, raw: string): number | string {
+/** One value for one setting, from one source, before validation. */
+interface Assignment {
+  spec: SettingSpec;
+  /** How the source named it, for messages: `-w`, `GUNICORN_CMD_ARGS: --workers`, `gunicorn.conf.py: workers`. */
+  label: string;
+  raw: string | string[] | boolean;
+  source: string;
+}
+
+/** The command line as argparse reads gunicorn's: `-w4`, `-w 4`, `--workers=4`, `--work=4` (a unique prefix), `-De X=1` (grouped short flags). */
+function readArgv(argv: string[], source: string, labelPrefix = ""): { assignments: Assignment[]; apps: string[] } {
+  const assignments: Assignment[] = [];
+  const apps: string[] = [];
+  const push = (spec: SettingSpec, flag: string, raw: string | boolean) => assignments.push({ spec, label: labelPrefix + flag, raw, source });
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") { apps.push(...argv.slice(i + 1)); break; }
+    if (!arg.startsWith("-") || arg === "-") { apps.push(arg); continue; }
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const typed = eq === -1 ? arg : arg.slice(0, eq);
+      const { spec, flag } = findLongFlag(typed, labelPrefix);
+      if (spec.kind === "bool") {
+        if (eq !== -1) throw new UsageError(`${labelPrefix}${flag} takes no value`);
+        push(spec, flag, true);
+      } else if (eq !== -1) {
+        push(spec, flag, arg.slice(eq + 1));
+      } else {
+        if (i + 1 >= argv.length) throw new UsageError(`${labelPrefix}${flag} needs a value`);
+        push(spec, flag, argv[++i]);
+      }
+      continue;
+    }
+    // Short flags: each letter a flag, until one that takes a value takes the rest (or the next word).
+    for (let j = 1; j < arg.length; j++) {
+      const flag = "-" + arg[j];
+      const spec = SETTINGS.find((s) => s.flags.includes(flag));
+      if (spec === undefined) throw new UsageError(`${labelPrefix}unrecognized option '${j === 1 ? arg : flag}'`);
+      if (spec.kind === "bool") { push(spec, flag, true); continue; }
+      let rest = arg.slice(j + 1);
+      if (rest.startsWith("=")) rest = rest.slice(1); // -w=4, as argparse reads it
+      if (rest === "" && j + 1 === arg.length) {
+        if (i + 1 >= argv.length) throw new UsageError(`${labelPrefix}${flag} needs a value`);
+        rest = argv[++i];
+      }
+      push(spec, flag, rest);
+      break;
+    }
+  }
+  return { assignments, apps };
+}
+
+/** An exact long flag, else the one setting whose flags start with what was typed (argparse's allow_abbrev). */
+function findLongFlag(typed: string, labelPrefix: string): { spec: SettingSpec; flag: string } {
+  const exact = SETTINGS.find((s) => s.flags.includes(typed));
+  if (exact !== undefined) return { spec: exact, flag: typed };
+  const matches = SETTINGS.filter((s) => s.flags.some((f) => f.startsWith("--") && f.startsWith(typed)));
+  if (matches.length === 1) return { spec: matches[0], flag: matches[0].flags.find((f) => f.startsWith(typed))! };
+  if (matches.length > 1) {
+    const names = matches.flatMap((s) => s.flags.filter((f) => f.startsWith(typed)));
+    throw new UsageError(`${labelPrefix}ambiguous option: ${typed} could match ${names.join(", ")}`);
+  }
+  throw new UsageError(`${labelPrefix}unrecognized option '${typed}'`);
+}
+
+/**
+ * POSIX shell words, as Python's shlex.split reads GUNICORN_CMD_ARGS: blanks separate,
+ * '...' is literal, "..." keeps \" \\ \$ \` escapes, a backslash outside quotes escapes
+ * the next character. An unclosed quote is an error.
+ */
+export function splitShellWords(text: string): string[] {
+  const words: string[] = [];
+  let word = "";
+  let inWord = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === " " || c === "\t" || c === "\n" || c === "\r") {
+      if (inWord) words.push(word);
+      word = "";
+      inWord = false;
+      continue;
+    }
+    inWord = true;
+    if (c === "\\") {
+      if (i + 1 < text.length) word += text[++i];
+    } else if (c === "'") {
+      const end = text.indexOf("'", i + 1);
+      if (end === -1) throw new UsageError("GUNICORN_CMD_ARGS: no closing quotation");
+      word += text.slice(i + 1, end);
+      i = end;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (; j < text.length && text[j] !== '"'; j++) {
+        if (text[j] === "\\" && j + 1 < text.length && '"\\$`'.includes(text[j + 1])) j++;
+        word += text[j];
+      }
+      if (j >= text.length) throw new UsageError("GUNICORN_CMD_ARGS: no closing quotation");
+      i = j;
+    } else {
+      word += c;
+    }
+  }
+  if (inWord) words.push(word);
+  return words;
+}
+
+/** What the config file reader (CONFIG_READER, in Python) reports. */
+export interface ConfigFileValues {
+  file: string;
+  /** Known settings only: JSON values, `{"$callable": name}` or `{"$nonjson": type}`. */
+  values: Record<string, unknown>;
+  /** Plain-data names that are no setting (a typo like `worker = 4`). */
+  unknown: string[];
+}
+
+/** A config file's values as assignments; a value of the wrong shape names the file and the setting (exit 2). */
+function readFileValues(file: ConfigFileValues): Assignment[] {
+  const assignments: Assignment[] = [];
+  for (const [name, value] of Object.entries(file.values)) {
+    const spec = SETTINGS.find((s) => s.name === name)!;
+    const label = `${file.file}: ${name}`;
+    if (isObject(value) && "$callable" in value) {
+      if (spec.later === "hooks" || spec.name === "ssl_context") { assignments.push({ spec, label, raw: "<callable>", source: file.file }); continue; }
+      throw new UsageError(`${label}: is a Python callable; bunicorn reads plain values only`);
+    }
+    if (isObject(value) && "$nonjson" in value) throw new UsageError(`${label}: a ${String(value.$nonjson)} value; bunicorn reads strings, numbers, booleans, lists and dicts`);
+    if (value === null || value === undefined) continue; // None: gunicorn's default
+    assignments.push({ spec, label, raw: fileValueToRaw(spec, label, value), source: file.file });
+  }
+  return assignments;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Python values → the strings the command line would have given (gunicorn's validators accept both). */
+function fileValueToRaw(spec: SettingSpec, label: string, value: unknown): string | string[] | boolean {
+  const scalar = (v: unknown): string => {
+    if (typeof v === "string") return v;
+    if (typeof v === "number" && spec.kind !== "string" && spec.kind !== "list") return String(v);
+    if (typeof v === "number") return String(v);
+    throw new UsageError(`${label}: expected a string or a number, got ${JSON.stringify(v)}`);
+  };
+  if (spec.kind === "bool") {
+    if (typeof value === "boolean") return value;
+    if (typeof value === "string" && /^(true|false)$/i.test(value)) return value.toLowerCase() === "true";
+    throw new UsageError(`${label}: expected True or False, got ${JSON.stringify(value)}`);
+  }
+  if (spec.kind === "list" || spec.kind === "env" || spec.kind === "paths") {
+    if (Array.isArray(value)) return value.map(scalar);
+    return spec.kind === "paths" ? scalar(value) : [scalar(value)];
+  }
+  if (typeof value === "boolean") throw new UsageError(`${label}: expected a value, got ${value ? "True" : "False"}`);
+  if (isObject(value) || Array.isArray(value)) return JSON.stringify(value);
+  return scalar(value);
+}
+
+/** A warned or refused setting's value that means gunicorn's default (or "off"): nothing to say. */
+function isDefaultValue(spec: SettingSpec, raw: string | string[] | boolean): boolean {
+  if (raw === false || raw === "" || raw === "{}" || raw === "[]") return true;
+  if (Array.isArray(raw) && raw.length === 0) return true;
+  const text = Array.isArray(raw) ? raw.join(",") : String(raw);
+  return spec.accepts?.includes(text) ?? false;
+}
+
+type ParsedConfig = Config & { showVersion: boolean; showHelp: boolean; warnings: string[] };
+
+/** Apply assignments in order (each source replaces, not extends, an earlier source's list). */
+function applyAssignments(result: ParsedConfig, assignments: Assignment[]): void {
+  const listSource = new Map<string, string>();
+  for (const a of assignments) {
+    const { spec } = a;
+    if (spec.status !== "supported") {
+      if (isDefaultValue(spec, a.raw)) continue;
+      if (spec.status === "refused") throw new UsageError(`${a.label}: ${spec.help}`);
+      result.warnings.push(`${a.label} ignored: ${spec.help}`);
+      continue;
+    }
+    if (spec.key === "version") { result.showVersion = a.raw === true; continue; }
+    if (spec.key === "help") { result.showHelp = a.raw === true; continue; }
+    const key = spec.key!;
+    if (typeof a.raw === "boolean") { (result as any)[key] = a.raw; continue; }
+    const raws = Array.isArray(a.raw) ? a.raw : [a.raw];
+    for (const raw of raws) {
+      const refusal = spec.refuseValue?.(raw);
+      if (refusal) throw new UsageError(`${a.label}: ${refusal}`);
+    }
+    if (spec.kind === "list" || spec.kind === "env" || spec.kind === "paths") {
+      if (listSource.get(key) !== a.source) { (result as any)[key] = []; listSource.set(key, a.source); }
+      const values = spec.kind === "paths" ? raws.flatMap((r) => r.split(",")).filter((p) => p !== "") : raws;
+      for (const v of values) (result as any)[key].push(parseFlagValue(spec, a.label, v));
+    } else {
+      (result as any)[key] = parseFlagValue(spec, a.label, raws[0]);
+    }
+  }
+}
+
+/** Pending (logging) settings that are set: they land in Config, and the log says they are not applied yet. */
+function warnPendingSettings(result: ParsedConfig): void {
+  for (const spec of SETTINGS) {
+    if (!spec.isPending || spec.key === undefined) continue;
+    const value = (result as any)[spec.key];
+    if (value === null || value === false || value === "" || value === GUNICORN_ACCESS_LOG_FORMAT) continue;
+    result.warnings.push(`${spec.name}: not applied yet: ${PENDING_TODAY[spec.name!]}`);
+  }
+}
+
+function parseFlagValue(spec: SettingSpec, flag: string, raw: string): number | string {
   switch (spec.kind) {
     case "count": {
       const n = parseDigits(raw);
@@ -2096,9 +2539,20 @@ function parseFlagValue(spec: FlagSpec, flag: string, raw: string): number | str
     case "seconds": {
       if (!/^[0-9]{1,9}(\.[0-9]{1,6})?$/.test(raw)) throw new UsageError(`${flag}: expected seconds (e.g. 30 or 0.5), got '${raw}'`);
       const n = Number(raw);
-      if (n <= 0) throw new UsageError(`${flag}: must be more than 0, got '${raw}'`);
+      // Where gunicorn gives 0 a meaning (no timeout, no keep-alive) min is 0; elsewhere 0 would mean "at once".
+      if (spec.min === undefined && n <= 0) throw new UsageError(`${flag}: must be more than 0, got '${raw}'`);
       return n;
     }
+    case "octal": {
+      // Python's int(x, 0), as gunicorn reads --umask: 0o22, 0x12, 18 (a leading 0 alone is refused, as Python does).
+      const m = /^(?:0[oO]([0-7]{1,4})|0[xX]([0-9a-fA-F]{1,3})|(0|[1-9][0-9]{0,3}))$/.exec(raw);
+      const n = m === null ? -1 : m[1] !== undefined ? Number.parseInt(m[1], 8) : m[2] !== undefined ? Number.parseInt(m[2], 16) : parseDigits(m[3]);
+      if (n < 0 || n > 0o777) throw new UsageError(`${flag}: expected a file mode mask like 0o22 (0 to 0o777), got '${raw}'`);
+      return n;
+    }
+    case "env":
+      if (!/^[^=]+=/.test(raw)) throw new UsageError(`${flag}: expected KEY=VALUE, got '${raw}'`);
+      return raw;
     case "level":
       if (!(LOG_LEVELS as readonly string[]).includes(raw.toLowerCase())) {
         throw new UsageError(`${flag}: expected one of ${LOG_LEVELS.join(", ")}, got '${raw}'`);
@@ -2110,43 +2564,44 @@ function parseFlagValue(spec: FlagSpec, flag: string, raw: string): number | str
   }
 }
 
-/** Parse argv (without the program) into a Config; a bad flag or value is a UsageError (exit 2). */
-export function parseArgs(argv: string[]): Config & { showVersion: boolean; showHelp: boolean } {
-  const config = defaultConfig();
-  const result = { ...config, showVersion: false, showHelp: false };
-  const seenLists = new Set<string>();
-  const apps: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--") { apps.push(...argv.slice(i + 1)); break; }
-    if (!arg.startsWith("-") || arg === "-") { apps.push(arg); continue; }
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const flag = eq === -1 ? arg : arg.slice(0, eq);
-    const spec = FLAGS.find((f) => f.names.includes(flag));
-    if (spec === undefined) throw new UsageError(`unrecognized option '${flag}'`);
-    if (spec.kind === "bool") {
-      if (eq !== -1) throw new UsageError(`${flag} takes no value`);
-      if (spec.key === "version") result.showVersion = true;
-      else if (spec.key === "help") result.showHelp = true;
-      else (result as any)[spec.key] = true;
-      continue;
-    }
-    let raw: string;
-    if (eq !== -1) raw = arg.slice(eq + 1);
-    else if (i + 1 < argv.length) raw = argv[++i];
-    else throw new UsageError(`${flag} needs a value`);
-    const value = parseFlagValue(spec, flag, raw);
-    if (spec.kind === "list") {
-      if (!seenLists.has(spec.key)) { (result as any)[spec.key] = []; seenLists.add(spec.key); }
-      (result as any)[spec.key].push(value);
-    } else {
-      (result as any)[spec.key] = value;
-    }
+/** gunicorn's defaults that come from the environment: $WEB_CONCURRENCY workers, bind 0.0.0.0:$PORT. */
+function readEnvironmentDefaults(env: Record<string, string | undefined>): Assignment[] {
+  const assignments: Assignment[] = [];
+  const spec = (name: string) => SETTINGS.find((s) => s.name === name)!;
+  if (env.WEB_CONCURRENCY !== undefined) assignments.push({ spec: spec("workers"), label: "WEB_CONCURRENCY", raw: env.WEB_CONCURRENCY, source: "environment" });
+  if (env.PORT !== undefined) assignments.push({ spec: spec("bind"), label: "PORT", raw: [`0.0.0.0:${env.PORT}`], source: "environment" });
+  return assignments;
+}
+
+export interface ConfigSources {
+  env?: Record<string, string | undefined>;
+  file?: ConfigFileValues | null;
+}
+
+/**
+ * argv (without the program), the environment and the config file's values into a Config,
+ * in gunicorn's order: defaults < config file < GUNICORN_CMD_ARGS < command line.
+ * A bad flag or value is a UsageError (exit 2); what is ignored is in `warnings`.
+ */
+export function parseArgs(argv: string[], sources: ConfigSources = {}): ParsedConfig {
+  const env = sources.env ?? {};
+  const result: ParsedConfig = { ...defaultConfig(), showVersion: false, showHelp: false, warnings: [] };
+  const cli = readArgv(argv, "command line");
+  const fromEnv = readArgv(splitShellWords(env.GUNICORN_CMD_ARGS ?? ""), "GUNICORN_CMD_ARGS", "GUNICORN_CMD_ARGS: ");
+  if (fromEnv.apps.length > 0) result.warnings.push(`GUNICORN_CMD_ARGS: ignored ${fromEnv.apps.join(" ")} (as gunicorn does): the APP goes on the command line`);
+  if (sources.file) {
+    for (const name of sources.file.unknown) result.warnings.push(`${sources.file.file}: unknown setting '${name}' ignored`);
   }
+  applyAssignments(result, [
+    ...readEnvironmentDefaults(env),
+    ...(sources.file ? readFileValues(sources.file) : []),
+    ...fromEnv.assignments,
+    ...cli.assignments,
+  ]);
   if (result.showHelp || result.showVersion) return result;
-  if (apps.length === 0) throw new UsageError("missing APP (e.g. myproject.wsgi:application or apps/hello.ts)");
-  if (apps.length > 1) throw new UsageError(`expected one APP, got ${apps.length}: ${apps.join(" ")}`);
-  result.app = apps[0];
+  if (cli.apps.length > 1) throw new UsageError(`expected one APP, got ${cli.apps.length}: ${cli.apps.join(" ")}`);
+  if (cli.apps.length === 1) result.app = cli.apps[0];
+  if (result.app === "") throw new UsageError("missing APP (e.g. myproject.wsgi:application or apps/hello.ts)");
   for (const bind of result.binds) parseBind(bind);
   if (result.rootPath !== "" && (!result.rootPath.startsWith("/") || result.rootPath.endsWith("/"))) {
     throw new UsageError(`--root-path: must start with '/' and not end with '/', got '${result.rootPath}'`);
@@ -2154,7 +2609,129 @@ export function parseArgs(argv: string[]): Config & { showVersion: boolean; show
   if (result.limitRequestLine === 0) result.limitRequestLine = 8190;
   if (result.limitRequestFields === 0) result.limitRequestFields = 32768;
   if (result.limitRequestFieldSize === 0) result.limitRequestFieldSize = Number.MAX_SAFE_INTEGER;
+  warnPendingSettings(result);
   return result;
+}
+
+/** The config file to read: -c (command line, then GUNICORN_CMD_ARGS), else ./gunicorn.conf.py when it exists. */
+function chooseConfigFile(argv: string[], env: Record<string, string | undefined>): { location: string; isExplicit: boolean } | null {
+  const last = (assignments: Assignment[], key: SettingKey) => assignments.filter((a) => a.spec.key === key).at(-1)?.raw as string | undefined;
+  const cli = readArgv(argv, "command line").assignments;
+  const fromEnv = readArgv(splitShellWords(env.GUNICORN_CMD_ARGS ?? ""), "GUNICORN_CMD_ARGS", "GUNICORN_CMD_ARGS: ").assignments;
+  const explicit = last(cli, "configFile") ?? last(fromEnv, "configFile");
+  if (explicit !== undefined) return { location: explicit, isExplicit: true };
+  return fs.existsSync("gunicorn.conf.py") ? { location: "./gunicorn.conf.py", isExplicit: false } : null;
+}
+
+/** The interpreter that reads the config file is the workers' (--python, then $VIRTUAL_ENV, then python3). */
+function choosePythonForConfig(argv: string[], env: Record<string, string | undefined>): string {
+  const python = [...readArgv(splitShellWords(env.GUNICORN_CMD_ARGS ?? ""), "GUNICORN_CMD_ARGS").assignments, ...readArgv(argv, "command line").assignments]
+    .filter((a) => a.spec.key === "python").at(-1)?.raw as string | undefined;
+  return choosePython({ ...defaultConfig(), python: python ?? null });
+}
+
+/**
+ * Runs a gunicorn config file the way gunicorn does (a module named __config__, or
+ * python:MODULE imported), and prints on stdout one JSON object: the known settings' values,
+ * the unknown plain-data names, or the error. The file's own prints go to stderr, so they
+ * cannot corrupt the JSON. argv: [location, comma-separated setting names].
+ */
+const CONFIG_READER = String.raw`
+import importlib, importlib.machinery, importlib.util, json, os, sys, traceback, types
+location, known = sys.argv[1], set(sys.argv[2].split(","))
+out, sys.stdout = sys.stdout, sys.stderr
+
+def describe(err):
+    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
+    for frame in traceback.extract_tb(err.__traceback__):
+        if not frame.filename.startswith("<"):
+            line = frame.lineno
+    text = traceback.format_exception_only(type(err), err)[-1].strip()
+    return ("line %d: " % line if line else "") + text
+
+def encode(value):
+    if callable(value) and not isinstance(value, type):
+        return {"$callable": getattr(value, "__name__", type(value).__name__)}
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return {"$nonjson": type(value).__name__}
+
+try:
+    if location.startswith("python:"):
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(location[len("python:"):])
+    else:
+        filename = location[len("file:"):] if location.startswith("file:") else location
+        loader = importlib.machinery.SourceFileLoader("__config__", filename)
+        spec = importlib.util.spec_from_file_location("__config__", filename, loader=loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["__config__"] = module
+        spec.loader.exec_module(module)
+except BaseException as err:
+    out.write(json.dumps({"error": describe(err)}))
+    sys.exit(0)
+
+values, unknown = {}, []
+plain = (str, int, float, bool, list, tuple, dict, type(None))
+for name, value in vars(module).items():
+    if name.startswith("_"):
+        continue
+    if name in known:
+        values[name] = encode(value)
+    elif isinstance(value, plain):
+        unknown.append(name)
+out.write(json.dumps({"values": values, "unknown": unknown}))
+`;
+
+/** Run the config file in a short-lived `python -c`; a file that is missing, does not parse or raises names the file and the error (exit 2). */
+async function readConfigFile(location: string, python: string): Promise<ConfigFileValues> {
+  const filename = location.startsWith("file:") ? location.slice(5) : location;
+  if (!location.startsWith("python:") && !fs.existsSync(filename)) throw new UsageError(`config file ${location}: no such file`);
+  if (Bun.which(python) === null && !fs.existsSync(python)) {
+    throw new UsageError(`config file ${location}: no Python interpreter to read it: ${python} not found (use --python PATH)`);
+  }
+  const names = SETTINGS.flatMap((s) => (s.name === null ? [] : [s.name])).join(",");
+  const proc = Bun.spawn([python, "-c", CONFIG_READER, location, names], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const [text, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  let report: { error?: string; values?: Record<string, unknown>; unknown?: string[] };
+  try {
+    report = JSON.parse(text);
+  } catch {
+    throw new UsageError(`config file ${location}: ${python} could not read it (exit status ${code})`);
+  }
+  if (report.error !== undefined) throw new UsageError(`config file ${location}: ${report.error}`);
+  return { file: location, values: report.values ?? {}, unknown: report.unknown ?? [] };
+}
+
+/** parseArgs with the config file read first (when there is one): what main() calls. */
+export async function loadConfig(argv: string[], env: Record<string, string | undefined>): Promise<ParsedConfig> {
+  // --help and --version answer without reading anything else (as argparse's actions do).
+  if (argv.some((a) => a === "-h" || a === "--help" || a === "-v" || a === "--version")) return parseArgs(argv);
+  const chosen = chooseConfigFile(argv, env);
+  if (chosen === null) return parseArgs(argv, { env });
+  const python = choosePythonForConfig(argv, env);
+  if (!chosen.isExplicit && Bun.which(python) === null && !fs.existsSync(python)) {
+    // A TypeScript app with a gunicorn.conf.py beside it and no Python: say so, and go on.
+    const config = parseArgs(argv, { env });
+    config.warnings.push(`${chosen.location} not read: no Python interpreter (${python}) to run it (use --python PATH)`);
+    return config;
+  }
+  return parseArgs(argv, { env, file: await readConfigFile(chosen.location, python) });
+}
+
+/** --print-config: every setting that lands in Config, by gunicorn's name, as gunicorn prints them. */
+export function formatConfig(config: Config): string {
+  const show = (v: unknown): string => {
+    if (v === null) return "None";
+    if (typeof v === "boolean") return v ? "True" : "False";
+    if (Array.isArray(v)) return `[${v.map((x) => `'${String(x)}'`).join(", ")}]`;
+    return String(v);
+  };
+  const rows = SETTINGS.filter((s) => s.name !== null && s.key !== undefined).sort((a, b) => a.name!.localeCompare(b.name!));
+  const width = Math.max(...rows.map((s) => s.name!.length));
+  return rows.map((s) => `${s.name!.padEnd(width)} = ${show(s.key === "umask" && config.umask !== null ? `0o${config.umask.toString(8)}` : (config as any)[s.key!])}`).join("\n") + "\n";
 }
 
 type BindAddress = { unix: string } | { hostname: string; port: number };
@@ -2405,9 +2982,11 @@ export function startServer(options: Partial<Config> & { app?: string; handler?:
 }
 
 async function main(argv: string[]): Promise<void> {
-  let config: ReturnType<typeof parseArgs>;
+  const isDaemonChild = process.env[DAEMON_CHILD_ENV] === "1";
+  delete process.env[DAEMON_CHILD_ENV]; // the app must not see it
+  let config: ParsedConfig;
   try {
-    config = parseArgs(argv);
+    config = await loadConfig(argv, process.env);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`bunicorn: error: ${err.message}\n(see bunicorn --help)\n`);
@@ -2415,7 +2994,15 @@ async function main(argv: string[]): Promise<void> {
   }
   if (config.showHelp) { process.stdout.write(usage()); return; }
   if (config.showVersion) { process.stdout.write(`bunicorn ${VERSION} (bun ${Bun.version})\n`); return; }
+  if (config.printConfig) {
+    for (const w of config.warnings) process.stderr.write(`bunicorn: warning: ${w}\n`);
+    process.stdout.write(formatConfig(config));
+    return;
+  }
+  applyProcessSettings(config);
   const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
+  for (const w of config.warnings) log.warning(w);
+  if (config.daemon && !isDaemonChild) return startDetached(log);
   if (isTypeScriptAppSpec(config.app)) {
     let handler: WsgiApp;
     try {
@@ -2424,18 +3011,70 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(`bunicorn: error: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(2);
     }
+    if (config.checkConfig) return exitAfterCheck(log);
     const signals = installSignalHandlers(log);
     signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog }), log));
     signals.stageReady();
   } else {
+    if (config.checkConfig) return exitAfterCheck(log);
     await startPythonStage(config, log, accessLog);
   }
 }
 
-/** What the flags name must exist and be usable, checked before anything starts: --chdir, then both logs opened. */
+/** --umask and -e apply to this process, before any file is created: the workers inherit both (gunicorn sets them in its arbiter). */
+function applyProcessSettings(config: Config): void {
+  if (config.umask !== null) process.umask(config.umask);
+  for (const pair of config.rawEnv) {
+    const eq = pair.indexOf("=");
+    process.env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+}
+
+function exitAfterCheck(log: Logger): void {
+  log.info("Configuration OK");
+  log.flush();
+  process.exit(0);
+}
+
+/**
+ * --daemon: Bun cannot fork, so the server starts itself again, detached (its own session),
+ * with stdio on /dev/null as gunicorn's daemonize leaves it, and this process exits 0.
+ * The copy reads the same command line, environment and config file.
+ */
+function startDetached(log: Logger): void {
+  // In a compiled binary argv[1] is the embedded entry (/$bunfs/...), which the binary runs by itself.
+  const isCompiled = process.argv[1]?.startsWith("/$bunfs/") ?? false;
+  const cmd = [process.execPath, ...process.argv.slice(isCompiled ? 2 : 1)];
+  const child = Bun.spawn(cmd, { detached: true, stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, [DAEMON_CHILD_ENV]: "1" } });
+  child.unref();
+  log.info(`Daemonized: pid ${child.pid}`);
+  log.flush();
+  process.exit(0);
+}
+
+/** What the flags name must exist and be usable, checked before anything starts: --chdir, both logs, the pid file. */
 function checkMachine(config: Config): { log: Logger; accessLog: LineSink | null } {
   checkChdir(config);
-  return { log: openErrorLog(config), accessLog: openAccessLog(config) };
+  const opened = { log: openErrorLog(config), accessLog: openAccessLog(config) };
+  if (config.pidfile !== null) writePidfile(config.pidfile);
+  return opened;
+}
+
+/** gunicorn's --pid: the pid and a newline; removed at exit if it still holds our pid (a new server may have taken it over). */
+function writePidfile(file: string): void {
+  const mine = `${process.pid}\n`;
+  try {
+    fs.writeFileSync(file, mine);
+  } catch (err) {
+    throw new StartupError(`--pid ${file}: cannot write: ${describeOsError(err)}`);
+  }
+  process.on("exit", () => {
+    try {
+      if (fs.readFileSync(file, "utf8") === mine) fs.unlinkSync(file);
+    } catch {
+      // already gone
+    }
+  });
 }
 
 /** Run a start-up step; a StartupError is the user's to fix, so its message, not a stack trace, and exit 2. */

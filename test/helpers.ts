@@ -512,9 +512,9 @@ export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: 
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
 /** Run `bun server.ts ...args` to completion (a command that should not serve). */
-export async function runCli(args: string[], opts: { cmd?: string[]; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+export async function runCli(args: string[], opts: { cmd?: string[]; timeoutMs?: number; cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
   const proc = Bun.spawn([...(opts.cmd ?? [process.execPath, SERVER_TS]), ...args], {
-    cwd: opts.cwd ?? ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+    cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdin: "ignore", stdout: "pipe", stderr: "pipe",
   });
   processes.add(proc);
   const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 10_000);
