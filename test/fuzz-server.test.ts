@@ -14,9 +14,8 @@
 // the count, FUZZ_CASE=<i> to run case i alone). Case i uses its own PRNG seeded from (seed, i).
 
 import { createHash } from "node:crypto";
-import type { Socket } from "bun";
 import { afterAll, expect, test } from "bun:test";
-import { cleanUp, parseResponses } from "./helpers.ts";
+import { RawClient, cleanUp, parseResponses } from "./helpers.ts";
 import { Rng, fromBytes, mutate, toBytes } from "./fuzzing.ts";
 import { type PyServer, request, startPy, stopPy } from "./pyhelpers.ts";
 
@@ -144,96 +143,9 @@ function splitForWrites(rng: Rng, bytes: Uint8Array): Uint8Array[] {
   return pieces;
 }
 
-// ==== A client that writes exact bytes ====
+const openConns = new Set<RawClient>();
 
-/** One TCP connection: writes resume on drain; the half-close waits until every byte is out. */
-class FuzzConn {
-  private chunks: Buffer[] = [];
-  private joined: Buffer | null = null;
-  private outgoing: Uint8Array[] = [];
-  private shouldEnd = false;
-  private waiters = new Set<() => void>();
-  isClosed = false;
-  socket!: Socket<undefined>;
-
-  static async open(port: number): Promise<FuzzConn> {
-    const conn = new FuzzConn();
-    conn.socket = await Bun.connect<undefined>({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        data(_s, data) { conn.chunks.push(Buffer.from(data)); conn.joined = null; conn.notify(); },
-        drain() { conn.pump(); },
-        end() { conn.isClosed = true; conn.notify(); },
-        close() { conn.isClosed = true; conn.notify(); },
-        error() { conn.isClosed = true; conn.notify(); },
-      },
-    });
-    return conn;
-  }
-
-  get bytes(): Buffer {
-    this.joined ??= Buffer.concat(this.chunks);
-    return this.joined;
-  }
-
-  /** Bytes received since `from` (the start of this exchange on a kept-alive connection). */
-  since(from: number): Buffer {
-    return this.bytes.subarray(from);
-  }
-
-  write(bytes: Uint8Array): void {
-    this.outgoing.push(bytes);
-    this.pump();
-  }
-
-  /** Half-close once everything written so far is sent. */
-  end(): void {
-    this.shouldEnd = true;
-    this.pump();
-  }
-
-  private pump(): void {
-    while (this.outgoing.length > 0 && !this.isClosed) {
-      const next = this.outgoing[0]!;
-      const n = this.socket.write(next);
-      if (n < 0) return;
-      if (n < next.length) {
-        this.outgoing[0] = next.subarray(n);
-        return;
-      }
-      this.outgoing.shift();
-    }
-    if (this.outgoing.length === 0 && this.shouldEnd && !this.isClosed) {
-      this.shouldEnd = false;
-      this.socket.shutdown();
-    }
-  }
-
-  private notify(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  /** Wait until `predicate` holds; false after `timeoutMs`. */
-  waitUntil(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (predicate()) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const check = () => { if (predicate()) done(true); };
-      const timer = setTimeout(() => done(false), timeoutMs);
-      const done = (ok: boolean) => { clearTimeout(timer); this.waiters.delete(check); resolve(ok); };
-      this.waiters.add(check);
-    });
-  }
-
-  destroy(): void {
-    if (!this.isClosed) this.socket.terminate();
-    this.isClosed = true;
-  }
-}
-
-const openConns = new Set<FuzzConn>();
-
-async function sendPieces(rng: Rng, conn: FuzzConn, bytes: Uint8Array): Promise<void> {
+async function sendPieces(rng: Rng, conn: RawClient, bytes: Uint8Array): Promise<void> {
   for (const piece of splitForWrites(rng, bytes)) {
     conn.write(piece);
     await new Promise((r) => setImmediate(r));
@@ -274,17 +186,17 @@ function checkResponses(bytes: Buffer, isClosed: boolean): Outcome {
 }
 
 /** Wait until `count` final responses (or the server closes, when `count` is null); a timeout is a hang. */
-async function awaitAnswers(conn: FuzzConn, from: number, count: number | null, what: string): Promise<Outcome> {
+async function awaitAnswers(conn: RawClient, from: number, count: number | null, what: string): Promise<Outcome> {
   const finals = () => {
     try {
-      return parseResponses(conn.since(from), [], false).responses.filter((r) => r.status >= 200).length;
+      return parseResponses(conn.bytes.subarray(from), [], false).responses.filter((r) => r.status >= 200).length;
     } catch {
       return Infinity; // garbage: checkResponses says what
     }
   };
-  const isEnded = await conn.waitUntil(() => conn.isClosed || (count !== null && finals() >= count), EXCHANGE_TIMEOUT_MS);
-  const outcome = checkResponses(conn.since(from), conn.isClosed);
-  if (!isEnded) outcome.problems.push(`hang: ${what} neither answered nor closed after ${EXCHANGE_TIMEOUT_MS} ms (${conn.since(from).length} bytes received)`);
+  const isEnded = await conn.waitUntil(() => conn.isDone || (count !== null && finals() >= count), EXCHANGE_TIMEOUT_MS);
+  const outcome = checkResponses(conn.bytes.subarray(from), conn.isDone);
+  if (!isEnded) outcome.problems.push(`hang: ${what} neither answered nor closed after ${EXCHANGE_TIMEOUT_MS} ms (${conn.bytes.subarray(from).length} bytes received)`);
   return outcome;
 }
 
@@ -319,7 +231,7 @@ interface CaseResult {
 async function runCase(port: number, i: number): Promise<CaseResult> {
   const rng = new Rng(seedFor(i));
   const kind = KINDS[i % KINDS.length]!;
-  const conn = await FuzzConn.open(port);
+  const conn = await RawClient.connect(port);
   openConns.add(conn);
   const result: CaseResult = { kind, label: kind, sent: [], problems: [], statuses: [] };
   const take = (o: Outcome) => { result.problems.push(...o.problems); result.statuses.push(...o.statuses); };
@@ -383,7 +295,7 @@ async function runCase(port: number, i: number): Promise<CaseResult> {
       case "keep-alive": {
         const count = 3 + rng.int(6);
         const endsMutated = rng.isChance(0.3);
-        for (let k = 0; k < count && !conn.isClosed; k++) {
+        for (let k = 0; k < count && !conn.isDone; k++) {
           const from = conn.bytes.length;
           const isLast = k === count - 1;
           const req = buildValid(rng, `/c${i}-${k}`, { isLast: isLast && !endsMutated });
