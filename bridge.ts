@@ -23,6 +23,7 @@
  */
 
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 // @ts-expect-error: Bun imports the file as text (and embeds it in the binary); TypeScript has no type for .py
 import WORKER_SOURCE from "./worker.py" with { type: "text" };
@@ -242,7 +243,162 @@ class PyRequest {
   /** The whole body, kept while the request can still be re-sent (inline bodies only). */
   body: Uint8Array[] | null = null;
   sendfile: Promise<void> | null = null;
+  /** A streamed answer held for the client (nginx's proxy_buffering); null: credit follows the client. */
+  spool: ResponseSpool | null = null;
   constructor(readonly id: number, readonly ex: AppExchange) {}
+}
+
+// -- Answers held for slow clients --
+
+/** The --response-buffer-* bounds, in bytes. */
+interface SpoolLimits { memoryBytes: number; fileBytes: number; totalFileBytes: number }
+
+/** The temporary-file bytes of every answer held now, against --response-buffer-total. */
+const spooledFileBytes = { now: 0 };
+
+/**
+ * A streamed answer the front takes from its worker as fast as the worker makes it, and
+ * gives the client as fast as the client reads it, so a slow reader never holds a worker
+ * (nginx's proxy_buffering). Up to `memoryBytes` wait in memory, then up to `fileBytes` in a
+ * temporary file (mode 0600, unlinked at once: nothing is left even after kill -9 of the
+ * front), all answers' files together within `totalFileBytes`. Past those bounds the
+ * worker's credit is held back until the client catches up: the backpressure of old.
+ */
+class ResponseSpool {
+  /** In order: bytes in memory, or the length of bytes in the file. */
+  private readonly segments: (Uint8Array | number)[] = [];
+  private memoryBytes = 0;
+  private fd = -1;
+  private fileEnd = 0;
+  private fileStart = 0;
+  private withheld: number[] = []; // credit not yet given back (past the bounds)
+  private isReading = false;
+  private isWaitingForDrain = false;
+  private onEnd: (() => void) | null = null;
+  private isClosed = false;
+
+  constructor(private readonly ex: AppExchange, private readonly limits: SpoolLimits,
+              private readonly write: (chunk: Uint8Array) => void, private readonly giveCredit: (bytes: number) => void) {}
+
+  /** A DATA payload from the worker. */
+  push(data: Uint8Array): void {
+    if (this.isClosed) return;
+    const n = data.length;
+    if (this.segments.length === 0 && !this.ex.isBackedUp) {
+      this.write(data); // straight through: the client keeps up
+      this.giveCredit(n);
+    } else if (this.fileEnd === this.fileStart && this.memoryBytes + n <= this.limits.memoryBytes) {
+      this.keepInMemory(data);
+      this.giveCredit(n);
+    } else if (this.canSpill(n)) {
+      fs.writeSync(this.fd, data, 0, n, this.fileEnd);
+      this.fileEnd += n;
+      spooledFileBytes.now += n;
+      this.segments.push(n);
+      this.giveCredit(n);
+    } else {
+      this.keepInMemory(data); // past every bound: held, and its credit with it
+      this.withheld.push(n);
+    }
+    this.pump();
+  }
+
+  /** The worker is done: the answer ends once the client has the rest. */
+  end(onEnd: () => void): void {
+    this.onEnd = onEnd;
+    this.pump();
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    spooledFileBytes.now -= this.fileEnd - this.fileStart;
+    this.fileStart = this.fileEnd;
+    if (this.fd !== -1) fs.close(this.fd, () => {});
+    this.fd = -1;
+  }
+
+  private keepInMemory(data: Uint8Array): void {
+    // A copy: the payload is a view into the worker channel's read buffer (up to 512 KiB),
+    // which the view would keep alive for as long as the client takes.
+    this.segments.push(Buffer.from(data));
+    this.memoryBytes += data.length;
+  }
+
+  private canSpill(n: number): boolean {
+    if (this.fileEnd - this.fileStart + n > this.limits.fileBytes || spooledFileBytes.now + n > this.limits.totalFileBytes) return false;
+    if (this.fd === -1) {
+      const file = path.join(os.tmpdir(), `bunicorn-spool-${process.pid}-${Math.random().toString(36).slice(2)}`);
+      try {
+        this.fd = fs.openSync(file, "wx+", 0o600);
+        fs.unlinkSync(file);
+      } catch {
+        return false; // no temporary file: hold it in memory and let the worker wait
+      }
+    }
+    return true;
+  }
+
+  /** Give the client what it can take now; read the file without blocking the event loop. */
+  private pump(): void {
+    const ex = this.ex;
+    while (this.segments.length > 0 && !this.isReading && !this.isClosed) {
+      if (ex.isDone || ex.isAborted) return this.close();
+      if (ex.isBackedUp) return this.waitForDrain();
+      const next = this.segments[0];
+      if (typeof next !== "number") {
+        this.segments.shift();
+        this.memoryBytes -= next.length;
+        this.write(next);
+        this.releaseCredit();
+        continue;
+      }
+      this.isReading = true;
+      const piece = Buffer.allocUnsafe(next);
+      fs.read(this.fd, piece, 0, next, this.fileStart, (err) => {
+        this.isReading = false;
+        if (this.isClosed) return;
+        if (err !== null) return this.ex.failApp(err);
+        this.segments.shift();
+        this.fileStart += next;
+        spooledFileBytes.now -= next;
+        this.write(piece);
+        this.pump();
+      });
+      return;
+    }
+    if (this.segments.length === 0 && this.onEnd !== null && !this.isClosed) {
+      const onEnd = this.onEnd;
+      this.onEnd = null;
+      this.close();
+      onEnd();
+    }
+  }
+
+  private waitForDrain(): void {
+    if (this.isWaitingForDrain) return;
+    this.isWaitingForDrain = true;
+    this.ex.whenDrained(() => {
+      this.isWaitingForDrain = false;
+      this.pump();
+    });
+  }
+
+  /** Credit held back past the bounds goes to the worker once memory is within them again. */
+  private releaseCredit(): void {
+    while (this.withheld.length > 0 && this.memoryBytes <= this.limits.memoryBytes) this.giveCredit(this.withheld.shift()!);
+  }
+}
+
+/** X-Accel-Buffering: no (nginx's header) turns the hold off for one answer: streams, server-sent events. */
+function takeBufferingChoice(headers: [string, string][]): boolean {
+  for (let i = 0; i < headers.length; i++) {
+    if (headers[i][0].toLowerCase() !== "x-accel-buffering") continue;
+    const isOff = headers[i][1].toLowerCase() === "no";
+    headers.splice(i, 1); // for the front, as nginx hides it from the client
+    return !isOff;
+  }
+  return true;
 }
 
 type WorkerState = "booting" | "ready" | "retiring" | "dead";
@@ -379,8 +535,11 @@ class PythonWorkerPool implements PythonStage {
   /** The last boot traceback logged: the same one is said once, not at every retry. */
   private lastBootError = "";
 
+  private readonly spoolLimits: SpoolLimits;
+
   constructor(private readonly config: Config, private readonly log: Logger) {
     this.python = choosePython(config);
+    this.spoolLimits = { memoryBytes: config.responseBufferMemoryBytes, fileBytes: config.responseBufferFileBytes, totalFileBytes: config.responseBufferTotalBytes };
     process.on("exit", () => this.killAll());
   }
 
@@ -395,8 +554,31 @@ class PythonWorkerPool implements PythonStage {
     const request = new PyRequest(this.nextRequestId, ex);
     this.nextRequestId = this.nextRequestId >= 0xffffffff ? 1 : this.nextRequestId + 1;
     ex.onAbort = () => this.onClientGone(request);
+    if (this.isBodyStillArriving(ex)) return this.queueOnceBodyArrived(request);
     this.queue.push(request);
     this.dispatch();
+  }
+
+  /**
+   * A body of known length up to --request-buffer is received whole before its request
+   * waits for a worker (nginx's proxy_request_buffering), so a slow uploader never holds
+   * one. Larger and chunked bodies stream as the app reads them; so does one whose client
+   * waits for 100 Continue (the app decides whether it wants the body).
+   */
+  private isBodyStillArriving(ex: AppExchange): boolean {
+    const head = ex.head;
+    return !head.chunked && head.contentLength > 0 && head.contentLength <= this.config.requestBufferBytes &&
+      !head.expectContinue && ex.bufferedBytes < head.contentLength;
+  }
+
+  private queueOnceBodyArrived(request: PyRequest): void {
+    const ex = request.ex;
+    ex.whenBodyReadable(() => {
+      if (ex.isAborted || ex.isDone) return;
+      if (this.isBodyStillArriving(ex)) return this.queueOnceBodyArrived(request);
+      this.queue.push(request);
+      this.dispatch();
+    });
   }
 
   /** Hand queued requests to workers with a free thread, least busy first. */
@@ -501,6 +683,7 @@ class PythonWorkerPool implements PythonStage {
   }
 
   private onClientGone(request: PyRequest): void {
+    request.spool?.close();
     const worker = request.worker;
     if (worker === null) {
       // Still queued: drop it before it reaches a worker.
@@ -551,9 +734,15 @@ class PythonWorkerPool implements PythonStage {
       }
       case FRAME.START: {
         const [status, headers] = decodeResponseHead(payload);
+        if (takeBufferingChoice(headers) && this.spoolLimits.memoryBytes + this.spoolLimits.fileBytes > 0) {
+          request.spool = new ResponseSpool(ex, this.spoolLimits,
+            (chunk) => { this.respond(request, () => ex.writeBody(chunk)); ex.flush(); },
+            (bytes) => worker.send(FRAME.ACK, id, u32(bytes)));
+        }
         return this.respond(request, () => ex.setResponse(status, headers));
       }
       case FRAME.DATA:
+        if (request.spool !== null) return request.spool.push(payload);
         this.respond(request, () => ex.writeBody(payload));
         ex.flush(); // now, so that the ACK below waits for the socket to take these bytes
         // Credit goes back once the client socket has taken the bytes: that is the backpressure.
@@ -563,8 +752,15 @@ class PythonWorkerPool implements PythonStage {
           request.sendfile.then(() => this.finishRequest(worker, request));
           return;
         }
+        if (request.spool !== null) {
+          // The worker is free now; the answer ends when the client has taken the rest.
+          const spool = request.spool;
+          this.settle(worker, request);
+          return spool.end(() => this.respond(request, () => ex.endResponse()));
+        }
         return this.finishRequest(worker, request);
       case FRAME.ERROR:
+        request.spool?.close();
         ex.failApp(new PythonError(payload.toString("utf8")));
         return this.settle(worker, request);
       case FRAME.PULL:
@@ -838,6 +1034,7 @@ class PythonWorkerPool implements PythonStage {
     for (const request of [...worker.requests.values()]) {
       const hadStarted = request.state === "started";
       this.detach(request);
+      request.spool?.close();
       if (request.ex.isAborted || request.ex.isDone) continue;
       if (hadStarted) {
         // It may have run: answering 502 is honest; running it again is not.

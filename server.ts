@@ -41,6 +41,11 @@ export const DEFAULTS = {
   headerTimeoutS: 10, // from a request's first byte to its blank line (→ 408)
   keepAliveS: 5, // idle seconds between requests on a kept-alive connection
   maxConnections: 20_000,
+  // Slow clients (nginx's proxy_request_buffering / proxy_buffering, our own flags): bytes.
+  requestBufferBytes: 1024 * 1024, // a body up to this is received whole before a worker gets it (at most what a connection reads ahead)
+  responseBufferMemoryBytes: 256 * 1024, // of a streamed answer held in memory for a slow client
+  responseBufferFileBytes: 1024 * 1024 * 1024, // then held in a temporary file (nginx's proxy_max_temp_file_size)
+  responseBufferTotalBytes: 4 * 1024 * 1024 * 1024, // in all temporary files together
   gracefulTimeoutS: 30,
   timeoutS: 30, // a Python request running longer → 504, worker replaced
   maxRequests: 0,
@@ -1957,6 +1962,10 @@ export interface Config {
   limitRequestFieldSize: number;
   limitRequestBody: number;
   maxConnections: number;
+  requestBufferBytes: number;
+  responseBufferMemoryBytes: number;
+  responseBufferFileBytes: number;
+  responseBufferTotalBytes: number;
   accessLogfile: string | null;
   errorLogfile: string;
   logLevel: LogLevel;
@@ -2003,6 +2012,10 @@ export function defaultConfig(): Config {
     limitRequestFieldSize: DEFAULTS.limitRequestFieldSize,
     limitRequestBody: DEFAULTS.limitRequestBody,
     maxConnections: DEFAULTS.maxConnections,
+    requestBufferBytes: DEFAULTS.requestBufferBytes,
+    responseBufferMemoryBytes: DEFAULTS.responseBufferMemoryBytes,
+    responseBufferFileBytes: DEFAULTS.responseBufferFileBytes,
+    responseBufferTotalBytes: DEFAULTS.responseBufferTotalBytes,
     accessLogfile: null,
     errorLogfile: "-",
     logLevel: "info",
@@ -2280,6 +2293,10 @@ export const SETTINGS: SettingSpec[] = [
   supported(null, ["--header-timeout"], "headerTimeoutS", "seconds", "seconds for a request head (and each gap in its body) to arrive, else 408 [10]", { min: 0.001 }),
   supported(null, ["--limit-request-body"], "limitRequestBody", "count", "bytes of a request body (→ 413) [1073741824]", { min: 0 }),
   supported(null, ["--max-connections"], "maxConnections", "count", "open client connections; beyond, new ones wait unserved [20000]", { min: 1 }),
+  supported(null, ["--request-buffer"], "requestBufferBytes", "count", "bytes of a request body received whole before a Python worker gets it; larger and chunked bodies stream (0: off) [1048576]", { min: 0, max: 1024 * 1024 }),
+  supported(null, ["--response-buffer-memory"], "responseBufferMemoryBytes", "count", "bytes of a streamed Python answer held in memory for a slow client [262144]", { min: 0 }),
+  supported(null, ["--response-buffer-file"], "responseBufferFileBytes", "count", "then bytes held in a temporary file (0600, unlinked at once; 0: none) [1073741824]", { min: 0 }),
+  supported(null, ["--response-buffer-total"], "responseBufferTotalBytes", "count", "bytes in all such temporary files together; past the bounds the worker waits for the client [4294967296]", { min: 0 }),
   supported(null, ["--python"], "python", "string", "Python interpreter (also reads the config file) [$VIRTUAL_ENV/bin/python, else python3]"),
   supported(null, ["--expose-tracebacks"], "exposeTracebacks", "bool", "put the traceback in 500 responses (development only)"),
   supported(null, ["-v", "--version"], "version", "bool", "print the version and exit"),

@@ -6,9 +6,10 @@
 // Assertions are on outcomes and the order of events, never on durations.
 import { expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type HttpResponse, sleep } from "./helpers.ts";
+import { type HttpResponse, RawClient, readRssBytes, sleep } from "./helpers.ts";
 import { bodyText, isAlive, request, runLoad, startPy, stopPy, trackWorkers, usePyFixture, waitFor } from "./pyhelpers.ts";
 
 const PROBE = "test/pyapps/probe.py";
@@ -196,3 +197,84 @@ test("SIGHUP with code that no longer loads: old workers keep serving; replaceme
   // The reload's two new workers, then replacements at 0.25, 0.5, 1, 2 s... : not one a second forever.
   expect(countLines(log, /Booting worker/)).toBeLessThanOrEqual(2 + 2 + 5);
 }, 30_000);
+
+/** The temporary files a process holds open that are deleted from disk: the response spools. */
+function spoolFiles(pid: number): { count: number; bytes: number } {
+  let count = 0, bytes = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (!readlinkSync(`/proc/${pid}/fd/${fd}`).includes("bunicorn-spool-")) continue;
+      count++;
+      bytes += statSync(`/proc/${pid}/fd/${fd}`).size;
+    } catch { /* closed meanwhile */ }
+  }
+  return { count, bytes };
+}
+
+const spoolsOnDisk = () => readdirSync(tmpdir()).filter((name) => name.startsWith("bunicorn-spool-"));
+
+test("200 clients that do not read 5 MB answers and 50 slow uploaders hold no worker; memory and disk within bounds; nothing left", async () => {
+  const MEMORY = 64 * 1024, TOTAL = 1200 * 1024 * 1024;
+  const server = await startPy(PROBE, ["-w", "2", "--header-timeout", "60",
+    "--response-buffer-memory", String(MEMORY), "--response-buffer-total", String(TOTAL), ...(process.env.NO_SPOOL ? ["--response-buffer-memory", "0", "--response-buffer-file", "0"] : [])]);
+  const workers = server.workers();
+  const readers = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+    const client = await RawClient.connect(server.port);
+    client.keepData = false;
+    client.pause();
+    client.write(`GET /big?bytes=${5 * 1000 * 1000}&i=${i} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    return client;
+  }));
+  const uploaders = await Promise.all(Array.from({ length: 50 }, async () => {
+    const client = await RawClient.connect(server.port);
+    client.write(`POST /input?mode=read HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n` + "u".repeat(1000));
+    return client;
+  }));
+  // Quick requests keep being answered while all of them wait.
+  const quick = [];
+  for (let i = 0; i < 30; i++) quick.push(await request(server.port, "/pid", { timeoutMs: 20_000 }));
+  expect(quick.map((r) => r.status)).toEqual(Array(30).fill(200));
+  expect(new Set(quick.map(bodyText)).size).toBeGreaterThanOrEqual(1);
+  // Every answer was taken from the workers and is held: in memory up to the bound, the rest on disk.
+  // (What the kernel's socket buffers took of each answer is not held here: ~4 MB on loopback.)
+  expect(await waitFor(() => spoolFiles(server.pid).count === 200, 30_000)).toBe(true);
+  const held = spoolFiles(server.pid);
+  expect(held.bytes).toBeGreaterThan(0);
+  expect(held.bytes).toBeLessThanOrEqual(TOTAL);
+  // Memory: the front's ~60 MiB, plus per answer the held 64 KiB and about one piece in flight.
+  expect(readRssBytes(server.pid)).toBeLessThan(200 * 1024 * 1024);
+  expect(spoolsOnDisk()).toEqual([]); // unlinked as soon as opened: nothing to leave behind
+  // A reader that reads gets its whole answer.
+  const reader = readers[0]!;
+  let received = 0;
+  reader.onData = (b) => { received += b.length; };
+  reader.resume();
+  expect(await waitFor(() => received >= 5 * 1000 * 1000, 20_000)).toBe(true);
+  for (const c of [...readers, ...uploaders]) c.destroy();
+  expect(await waitFor(() => spoolFiles(server.pid).count === 0, 10_000)).toBe(true);
+  expect(server.workers()).toEqual(workers);
+  await stopPy(server);
+  expect(spoolsOnDisk()).toEqual([]);
+}, 90_000);
+
+test("X-Accel-Buffering: no streams the answer at the client's pace (the worker waits), and the header stays with the front", async () => {
+  const server = await startPy(PROBE, ["-w", "1", "--response-buffer-memory", "65536"]);
+  const client = await RawClient.connect(server.port);
+  client.pause();
+  client.write(`GET /big?bytes=${20 * 1000 * 1000}&buffering=no HTTP/1.1\r\nHost: t\r\n\r\n`);
+  await sleep(1500);
+  expect(spoolFiles(server.pid).count).toBe(0);
+  // The only worker is still busy with it: a second request waits behind it.
+  const events: string[] = [];
+  const second = request(server.port, "/pid", { timeoutMs: 30_000 }).then((r) => { events.push("second"); return r; });
+  await sleep(500);
+  events.push("reader resumes");
+  client.keepData = false;
+  let received = 0, head = "";
+  client.onData = (b) => { if (head === "") head = b.toString("latin1", 0, 300); received += b.length; };
+  client.resume();
+  expect((await second).status).toBe(200);
+  expect(events).toEqual(["reader resumes", "second"]);
+  expect(head).not.toMatch(/x-accel-buffering/i);
+  client.destroy();
+}, 60_000);

@@ -144,6 +144,25 @@ def stream(environ, start_response):
     return body()
 
 
+def big(environ, start_response):
+    """?bytes= of a repeated pattern in 64 KiB chunks (streamed: no Content-Length); ?buffering=no sends X-Accel-Buffering: no."""
+    q = _query(environ)
+    left = int(q.get("bytes", str(5 * 1024 * 1024)))
+    headers = [("Content-Type", "application/octet-stream")]
+    if q.get("buffering") == "no":
+        headers.append(("X-Accel-Buffering", "no"))
+    start_response("200 OK", headers)
+    chunk = (b"0123456789abcdef" * 4096)
+
+    def body():
+        nonlocal left
+        while left > 0:
+            piece = chunk[:left]
+            left -= len(piece)
+            yield piece
+    return body()
+
+
 def write_callable(environ, start_response):
     write = start_response("200 OK", [("Content-Type", "text/plain")])
     write(b"one,")
@@ -244,6 +263,7 @@ ROUTES = {
     "/noread": no_read,
     "/upload": upload,
     "/stream": stream,
+    "/big": big,
     "/write": write_callable,
     "/close": closing,
     "/file": file_wrapper,
