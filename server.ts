@@ -1255,9 +1255,9 @@ export class Exchange implements AppExchange {
       this.isChunked = true;
       framing = "Transfer-Encoding: chunked\r\n";
     } else {
-      conn.shouldCloseAfterResponse = true; // HTTP/1.0 without a length: the close ends the body
+      conn.closeAfterThisResponse(); // HTTP/1.0 without a length: the close ends the body
     }
-    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.shouldCloseAfterResponse = true;
+    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.closeAfterThisResponse();
     const connection = conn.shouldCloseAfterResponse ? CONNECTION_CLOSE : head.version === "HTTP/1.0" ? CONNECTION_KEEP_ALIVE : CONNECTION_DEFAULT;
     const bytes = encodeHead(checked, framing, checked.hasDate ? "" : httpDate(), connection);
     this.committed = true;
@@ -1277,7 +1277,7 @@ export class Exchange implements AppExchange {
     if (this.declaredLength >= 0 && this.bytesWritten + length > this.declaredLength) {
       const room = this.declaredLength - this.bytesWritten;
       this.server.log.error(`${requestLine(this.head)}: the app sent more than its Content-Length of ${this.declaredLength}; the excess is dropped`);
-      this.conn.shouldCloseAfterResponse = true;
+      this.conn.closeAfterThisResponse();
       if (room <= 0) return;
       chunk = (typeof chunk === "string" ? Buffer.from(chunk) : chunk).subarray(0, room);
       length = room;
@@ -1327,7 +1327,7 @@ export class Exchange implements AppExchange {
     }
     this.status = status;
     this.conn.discardOutbox();
-    this.conn.shouldCloseAfterResponse = true;
+    this.conn.closeAfterThisResponse();
     const reason = REASONS[status] ?? "Error";
     const body = detail === "" ? `${reason}\n` : `${reason}\n\n${detail}\n`;
     const bytes = Buffer.from(body);
@@ -1417,7 +1417,7 @@ type Deadline = "none" | "header" | "body" | "idle" | "linger";
 export class Conn {
   readonly parser: RequestParser;
   exchange: Exchange | null = null;
-  shouldCloseAfterResponse = false;
+  private isClosingAfterResponse = false;
   isClosed = false;
   isParked = false;
   deadline = 0;
@@ -1446,6 +1446,15 @@ export class Conn {
 
   get isBackedUp(): boolean {
     return this.pending !== null;
+  }
+
+  get shouldCloseAfterResponse(): boolean {
+    return this.isClosingAfterResponse;
+  }
+
+  /** The response in progress is the last on this connection (its head then says `Connection: close`). */
+  closeAfterThisResponse(): void {
+    this.isClosingAfterResponse = true;
   }
 
   get hasNoBodyLeft(): boolean {
@@ -1611,7 +1620,7 @@ export class Conn {
     if (this.isBodyDone) this.parser.next(); // the "end" of a bodiless request
     const ex = new Exchange(this, head, this.server);
     this.exchange = ex;
-    this.server.inFlight++;
+    this.server.exchangeStarted();
     try {
       this.server.app.handle(ex);
     } catch (err) {
@@ -1695,8 +1704,8 @@ export class Conn {
     this.server.logAccess(ex);
     this.exchange = null;
     this.bodyWaiter = null;
-    this.server.inFlight--;
-    if (!this.isBodyDone && !this.skipUnreadBody()) this.shouldCloseAfterResponse = true;
+    this.server.exchangeEnded();
+    if (!this.isBodyDone && !this.skipUnreadBody()) this.closeAfterThisResponse();
     this.flush();
     if (this.shouldCloseAfterResponse) return this.closeAfterFlush();
     this.setDeadline("idle", this.server.config.keepAliveS);
@@ -1718,7 +1727,7 @@ export class Conn {
     if (ex !== this.exchange) return;
     this.server.logAccess(ex);
     this.exchange = null;
-    this.server.inFlight--;
+    this.server.exchangeEnded();
     this.flush();
     this.close();
   }
@@ -1827,11 +1836,17 @@ export class Conn {
     const ex = this.exchange;
     if (ex !== null) {
       this.exchange = null;
-      this.server.inFlight--;
+      this.server.exchangeEnded();
       if (!ex.isDone) this.server.logAccess(ex);
       ex.abort();
     }
     this.server.forgetConnection(this);
+  }
+
+  /** Over --max-connections: hold the connection unread, like a listen backlog, until unpark. */
+  park(): void {
+    this.isParked = true;
+    this.socket.pause();
   }
 
   unpark(): void {
@@ -2189,11 +2204,11 @@ export class Server {
   readonly parserLimits: ParserLimits;
   readonly errorStream: ReturnType<typeof makeErrorStream>;
   readonly ports: number[] = [];
-  inFlight = 0;
   isShuttingDown = false;
   now = Date.now();
   private listeners: { stop(closeActive?: boolean): void }[] = [];
   private ticker: ReturnType<typeof setInterval> | null = null;
+  private inFlightCount = 0;
   constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
     this.parserLimits = {
       maxRequestLineBytes: config.limitRequestLine,
@@ -2202,6 +2217,19 @@ export class Server {
       maxBodyBytes: config.limitRequestBody,
     };
     this.errorStream = makeErrorStream(log);
+  }
+
+  /** Exchanges between their head and their end, on every connection. */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  exchangeStarted(): void {
+    this.inFlightCount++;
+  }
+
+  exchangeEnded(): void {
+    this.inFlightCount--;
   }
 
   logAccess(ex: Exchange): void {
@@ -2268,8 +2296,7 @@ export class Server {
     if (this.isShuttingDown) return conn.close();
     if (this.conns.size >= this.config.maxConnections) {
       // Over the limit: hold the connection unread, like a listen backlog, until one closes.
-      conn.isParked = true;
-      socket.pause();
+      conn.park();
       this.parked.push(conn);
       return;
     }
@@ -2307,7 +2334,7 @@ export class Server {
     for (const conn of [...this.parked]) conn.close();
     for (const conn of [...this.conns]) {
       if (conn.exchange === null) conn.closeWhenWritten();
-      else conn.shouldCloseAfterResponse = true;
+      else conn.closeAfterThisResponse();
     }
     const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);
     while (this.conns.size > 0 && Date.now() < deadline) await Bun.sleep(20);
