@@ -1413,6 +1413,9 @@ export interface AppStage {
 
 type Deadline = "none" | "header" | "body" | "idle" | "linger";
 
+/** How an exchange ended: the response whole, the response cut, or the client gone first. */
+type ExchangeEnding = "finished" | "aborted" | "client-gone";
+
 /** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
 export class Conn {
   readonly parser: RequestParser;
@@ -1700,11 +1703,37 @@ export class Conn {
 
   /** The response is complete: keep the connection for the next request, or close it. */
   finishExchange(ex: Exchange): void {
-    if (ex !== this.exchange) return;
-    this.server.logAccess(ex);
+    if (ex === this.exchange) this.endExchange(ex, "finished");
+  }
+
+  /** The response cannot be completed honestly: cut the connection so it cannot look whole. */
+  abortExchange(ex: Exchange): void {
+    if (ex === this.exchange) this.endExchange(ex, "aborted");
+  }
+
+  /**
+   * The one place an exchange ends, however it ended: logged once, released, counted out
+   * of the server's in-flight exchanges; then the connection goes on as the ending says.
+   */
+  private endExchange(ex: Exchange, ending: ExchangeEnding): void {
+    // A client gone after the app was done: that exchange was logged when it was done.
+    if (ending !== "client-gone" || !ex.isDone) this.server.logAccess(ex);
     this.exchange = null;
     this.bodyWaiter = null;
     this.server.exchangeEnded();
+    switch (ending) {
+      case "finished":
+        return this.readNextRequestOrClose();
+      case "aborted":
+        this.flush();
+        return this.close();
+      case "client-gone":
+        return ex.abort(); // stop the app: no one is left to answer
+    }
+  }
+
+  /** After a whole response: RFC 9112 §9.3 persistence, unless this response was the last. */
+  private readNextRequestOrClose(): void {
     if (!this.isBodyDone && !this.skipUnreadBody()) this.closeAfterThisResponse();
     this.flush();
     if (this.shouldCloseAfterResponse) return this.closeAfterFlush();
@@ -1720,16 +1749,6 @@ export class Conn {
       if (event.kind === "end") return (this.isBodyDone = true);
       if (event.kind !== "body") return false;
     }
-  }
-
-  /** The response cannot be completed honestly: cut the connection so it cannot look whole. */
-  abortExchange(ex: Exchange): void {
-    if (ex !== this.exchange) return;
-    this.server.logAccess(ex);
-    this.exchange = null;
-    this.server.exchangeEnded();
-    this.flush();
-    this.close();
   }
 
   private reject(status: number, message: string): void {
@@ -1833,13 +1852,7 @@ export class Conn {
     this.pending = null;
     this.drainWaiters = [];
     this.bodyWaiter = null;
-    const ex = this.exchange;
-    if (ex !== null) {
-      this.exchange = null;
-      this.server.exchangeEnded();
-      if (!ex.isDone) this.server.logAccess(ex);
-      ex.abort();
-    }
+    if (this.exchange !== null) this.endExchange(this.exchange, "client-gone");
     this.server.forgetConnection(this);
   }
 
