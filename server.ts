@@ -1416,13 +1416,35 @@ type Deadline = "none" | "header" | "body" | "idle" | "linger";
 /** How an exchange ended: the response whole, the response cut, or the client gone first. */
 type ExchangeEnding = "finished" | "aborted" | "client-gone";
 
+/**
+ * Where a connection is in its life. Every change goes through Conn.transition, which
+ * refuses an edge missing from CONN_TRANSITIONS (h11's _state.py: a missing entry is a bug).
+ * Facts that hold in several states stay flags beside it: the peer's FIN (hasPeerEnded),
+ * reading paused for backpressure (isPaused), unsent bytes (pending), the request body's progress.
+ */
+type ConnState =
+  | "READING_HEAD" // no exchange: waiting for, or reading, the next request head
+  | "IN_EXCHANGE" // a request is with the app: its body is read, its response written (`exchange` is set)
+  | "WRITING_LAST" // no more requests are read: what is queued goes out, then FIN
+  | "LINGERING" // FIN sent: what the client still sends is read and dropped (RFC 9112 §9.6)
+  | "PARKED" // accepted over --max-connections: held unread until a connection closes
+  | "CLOSED"; // the socket is gone
+
+const CONN_TRANSITIONS: { readonly [from in ConnState]: readonly ConnState[] } = {
+  READING_HEAD: ["IN_EXCHANGE", "WRITING_LAST", "PARKED", "CLOSED"],
+  IN_EXCHANGE: ["READING_HEAD", "WRITING_LAST", "CLOSED"],
+  WRITING_LAST: ["LINGERING", "CLOSED"],
+  LINGERING: ["CLOSED"],
+  PARKED: ["READING_HEAD", "CLOSED"],
+  CLOSED: [],
+};
+
 /** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
 export class Conn {
   readonly parser: RequestParser;
   exchange: Exchange | null = null;
+  private state: ConnState = "READING_HEAD";
   private isClosingAfterResponse = false;
-  isClosed = false;
-  isParked = false;
   deadline = 0;
   deadlineKind: Deadline = "none";
   private outbox: Chunk[] = [];
@@ -1433,8 +1455,6 @@ export class Conn {
   private drainWaiters: (() => void)[] = [];
   private isPumping = false;
   private isPaused = false;
-  private isEnding = false;
-  private isLingering = false;
   private discardedBytes = 0;
   private hasPeerEnded = false;
   private exchangeBytesFlushed = false;
@@ -1449,6 +1469,24 @@ export class Conn {
 
   get isBackedUp(): boolean {
     return this.pending !== null;
+  }
+
+  get isClosed(): boolean {
+    return this.state === "CLOSED";
+  }
+
+  get isParked(): boolean {
+    return this.state === "PARKED";
+  }
+
+  /** No more requests are read: the last bytes are going out, or went out and we linger. */
+  private get isEnding(): boolean {
+    return this.state === "WRITING_LAST" || this.state === "LINGERING";
+  }
+
+  private transition(to: ConnState): void {
+    if (!CONN_TRANSITIONS[this.state].includes(to)) throw new Error(`connection state ${this.state} → ${to} is not an allowed transition`);
+    this.state = to;
   }
 
   get shouldCloseAfterResponse(): boolean {
@@ -1563,7 +1601,7 @@ export class Conn {
       const waiter = this.bodyWaiter;
       this.bodyWaiter = null;
       waiter();
-    } else if (this.exchange === null) {
+    } else if (this.state === "READING_HEAD") {
       this.pumpRequests();
     }
     this.applyReadBackpressure();
@@ -1571,6 +1609,7 @@ export class Conn {
 
   /** Stop reading a client that sends faster than its requests are consumed; resume when caught up. */
   private applyReadBackpressure(): void {
+    if (this.state === "CLOSED") return; // nothing left to pause or resume
     // While ending, everything that arrives is read and dropped: unread bytes would turn the close into RST.
     const isFull = !this.isEnding && this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
     if (isFull && !this.isPaused) {
@@ -1587,7 +1626,7 @@ export class Conn {
     if (this.isPumping) return;
     this.isPumping = true;
     try {
-      while (this.exchange === null && !this.isEnding && !this.isClosed) {
+      while (this.state === "READING_HEAD") {
         if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.closeWhenWritten();
         const event = this.parser.next();
         if (event.kind === "head") {
@@ -1623,6 +1662,7 @@ export class Conn {
     if (this.isBodyDone) this.parser.next(); // the "end" of a bodiless request
     const ex = new Exchange(this, head, this.server);
     this.exchange = ex;
+    this.transition("IN_EXCHANGE");
     this.server.exchangeStarted();
     try {
       this.server.app.handle(ex);
@@ -1737,8 +1777,9 @@ export class Conn {
     if (!this.isBodyDone && !this.skipUnreadBody()) this.closeAfterThisResponse();
     this.flush();
     if (this.shouldCloseAfterResponse) return this.closeAfterFlush();
+    this.transition("READING_HEAD");
     this.setDeadline("idle", this.server.config.keepAliveS);
-    if (!this.isPumping && !this.isParked) this.pumpRequests();
+    if (!this.isPumping) this.pumpRequests(); // (inside pumpRequests its loop reads the next one)
   }
 
   /** Skip the part of a body the app did not read, if it is all here already; else we must close. */
@@ -1761,7 +1802,7 @@ export class Conn {
 
   /** No more requests are read: send what is queued, then close with FIN (a lingering close). */
   private closeAfterFlush(): void {
-    this.isEnding = true;
+    if (!this.isEnding) this.transition("WRITING_LAST");
     this.setDeadline("none", 0);
     this.applyReadBackpressure(); // a paused socket would keep unread bytes in the kernel
     if (this.pending === null) this.closeLingering();
@@ -1773,9 +1814,9 @@ export class Conn {
    * socket.end() alone closes at once, and Linux answers unread or later bytes with RST.
    */
   private closeLingering(): void {
-    if (this.isLingering || this.isClosed) return;
+    if (this.state !== "WRITING_LAST") return;
     if (this.hasPeerEnded) return void this.socket.end(); // its FIN came after all its bytes: none are unread
-    this.isLingering = true;
+    this.transition("LINGERING");
     this.socket.shutdown();
     this.setDeadline("linger", LINGER_MS / 1000);
   }
@@ -1783,7 +1824,7 @@ export class Conn {
   /** Bytes that arrive after the last answer: dropped, and counted against the linger cap. */
   private discard(byteLength: number): void {
     this.discardedBytes += byteLength;
-    if (this.isLingering && this.discardedBytes > LINGER_MAX_DISCARD_BYTES) this.socket.end();
+    if (this.state === "LINGERING" && this.discardedBytes > LINGER_MAX_DISCARD_BYTES) this.socket.end();
   }
 
   setDeadline(kind: Deadline, seconds: number): void {
@@ -1825,12 +1866,12 @@ export class Conn {
   /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
   onPeerEnd(): void {
     this.hasPeerEnded = true;
-    if (this.isLingering) return void this.socket.end(); // both sides are done: a clean close
+    if (this.state === "LINGERING") return void this.socket.end(); // both sides are done: a clean close
     if (this.bodyWaiter !== null) {
       const waiter = this.bodyWaiter;
       this.bodyWaiter = null;
       waiter();
-    } else if (this.exchange === null && !this.isEnding) {
+    } else if (this.state === "READING_HEAD") {
       this.pumpRequests();
     }
   }
@@ -1847,23 +1888,25 @@ export class Conn {
   }
 
   onClose(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
+    if (this.state === "CLOSED") return;
+    const wasParked = this.state === "PARKED";
+    this.transition("CLOSED");
     this.pending = null;
     this.drainWaiters = [];
     this.bodyWaiter = null;
     if (this.exchange !== null) this.endExchange(this.exchange, "client-gone");
-    this.server.forgetConnection(this);
+    if (wasParked) this.server.forgetParkedConnection(this);
+    else this.server.forgetConnection(this);
   }
 
   /** Over --max-connections: hold the connection unread, like a listen backlog, until unpark. */
   park(): void {
-    this.isParked = true;
+    this.transition("PARKED");
     this.socket.pause();
   }
 
   unpark(): void {
-    this.isParked = false;
+    this.transition("READING_HEAD");
     this.socket.resume();
     this.setDeadline("header", this.server.config.headerTimeoutS);
     this.pumpRequests();
@@ -2317,12 +2360,13 @@ export class Server {
     conn.setDeadline("header", this.config.headerTimeoutS);
   }
 
+  forgetParkedConnection(conn: Conn): void {
+    const i = this.parked.indexOf(conn);
+    if (i !== -1) this.parked.splice(i, 1);
+  }
+
+  /** A connection closed: its slot goes to the longest-parked connection still open. */
   forgetConnection(conn: Conn): void {
-    if (conn.isParked) {
-      const i = this.parked.indexOf(conn);
-      if (i !== -1) this.parked.splice(i, 1);
-      return;
-    }
     this.conns.delete(conn);
     while (this.parked.length > 0 && this.conns.size < this.config.maxConnections && !this.isShuttingDown) {
       const next = this.parked.shift()!;
