@@ -5,20 +5,22 @@
  * One process owns every HTTP connection (Bun.listen raw sockets); a request goes
  * parse → environ → app → serialize → write, then keep-alive or close. Apps written
  * in TypeScript run in this process; Python WSGI apps run in supervised worker
- * processes that speak a small framed protocol over a Unix socket (section 13).
+ * processes that speak a small framed protocol over a Unix socket (bridge.ts, worker.py).
  *
- * Sections, in the order of a request's life:
- *    1. Constants and limits          9. start_response and the app (TypeScript apps)
- *    2. Errors                        10. Serialize the response
- *    3. Bytes and grammar             11. Write and backpressure
- *    4. Listen and accept             12. Keep-alive, close, timeouts
- *    5. Connection state              13. Python workers
- *    6. Parse the head                14. Logging
- *    7. Body framing                  15. Config and CLI
- *    8. Environ                       16. Main
+ * Sections (`grep -n "^// ====" server.ts`), in the order of a request's life; the
+ * indented parts live inside a class and open with a `// ----` banner there:
+ *    1. Constants and limits                 6. Parse the request (RequestParser)
+ *    2. Errors                                    - Body framing
+ *    3. Bytes and grammar                    7. Environ
+ *    4. Listen and accept (Server)           8. start_response and the app (app stages)
+ *    5. Connection state (Conn)              9. Serialize the response (Exchange)
+ *         - Write and backpressure          10. Logging
+ *         - Reading requests; keep-alive,   11. Config and CLI
+ *           close, timeouts                 12. Main
+ * Python workers are in bridge.ts (the front's side, an app stage) and worker.py.
  *
  * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
- * bytes and returns events), and a connection's state changes only in section 12.
+ * bytes and returns events), and a connection's state changes only in section 5.
  */
 
 import fs from "node:fs";
@@ -242,1174 +244,177 @@ function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 // ==== 4. Listen and accept ====
-// (Bun.listen is called from startServer in section 12; its handlers only delegate to the
-//  connection functions there, so the order of a request's life stays readable below.)
+// The Server: its listeners (Bun.listen handlers only delegate to Conn), the accepted
+// connections and the parked ones, the deadline ticker, and the graceful stop.
+
+/** Everything a connection needs from the server it belongs to. */
+export class Server {
+  readonly conns = new Set<Conn>();
+  readonly parked: Conn[] = [];
+  readonly parserLimits: ParserLimits;
+  readonly errorStream: ReturnType<typeof makeErrorStream>;
+  readonly ports: number[] = [];
+  isShuttingDown = false;
+  now = Date.now();
+  private listeners: { stop(closeActive?: boolean): void }[] = [];
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private inFlightCount = 0;
+  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
+    this.parserLimits = {
+      maxRequestLineBytes: config.limitRequestLine,
+      maxHeaderFields: config.limitRequestFields,
+      maxHeaderFieldBytes: config.limitRequestFieldSize,
+      maxBodyBytes: config.limitRequestBody,
+    };
+    this.errorStream = makeErrorStream(log);
+  }
+
+  /** Exchanges between their head and their end, on every connection. */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  exchangeStarted(): void {
+    this.inFlightCount++;
+  }
+
+  exchangeEnded(): void {
+    this.inFlightCount--;
+  }
+
+  logAccess(ex: Exchange): void {
+    this.accessLog?.write(formatAccessLine(ex));
+  }
+
+  listen(): void {
+    const server = this;
+    const handlers = {
+      open(socket: Socket) { server.acceptConnection(socket); },
+      data(socket: Socket, bytes: Buffer) { socket.data?.onData(bytes); },
+      drain(socket: Socket) { socket.data?.onDrain(); },
+      end(socket: Socket) { socket.data?.onPeerEnd(); },
+      close(socket: Socket) { socket.data?.onClose(); },
+      error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
+    };
+    try {
+      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
+    } catch (err) {
+      // One bind refused: release the others, so a start that failed holds no port.
+      for (const listener of this.listeners) listener.stop(true);
+      this.listeners = [];
+      this.ports.length = 0;
+      throw err;
+    }
+    this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
+  }
+
+  /** Bind one address; a refusal is a StartupError naming the address and the reason (EADDRINUSE, EACCES, ENOENT...). */
+  private listenOn(address: BindAddress, handlers: object): void {
+    let listener: { port: number; stop(closeActive?: boolean): void };
+    try {
+      if ("unix" in address) {
+        removeStaleUnixSocket(address.unix);
+        listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
+      } else {
+        listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
+      }
+    } catch (err) {
+      if (err instanceof StartupError) throw err;
+      throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
+    }
+    this.listeners.push(listener);
+    if ("unix" in address) {
+      this.ports.push(0);
+      this.log.info(`Listening at: unix:${address.unix}`);
+    } else {
+      this.ports.push(listener.port);
+      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
+    }
+  }
+
+  private acceptConnection(socket: Socket): void {
+    const local = socket as any;
+    const info: ConnectionInfo = {
+      remoteAddr: socket.remoteAddress ?? "",
+      remotePort: local.remotePort ?? 0,
+      serverName: local.localAddress ?? "localhost",
+      serverPort: local.localPort ?? 0,
+      scheme: "http",
+    };
+    const conn = new Conn(socket, this, info);
+    socket.data = conn;
+    if (this.isShuttingDown) return conn.close();
+    if (this.conns.size >= this.config.maxConnections) {
+      // Over the limit: hold the connection unread, like a listen backlog, until one closes.
+      conn.park();
+      this.parked.push(conn);
+      return;
+    }
+    this.conns.add(conn);
+    conn.setDeadline("header", this.config.headerTimeoutS);
+  }
+
+  forgetParkedConnection(conn: Conn): void {
+    const i = this.parked.indexOf(conn);
+    if (i !== -1) this.parked.splice(i, 1);
+  }
+
+  /** A connection closed: its slot goes to the longest-parked connection still open. */
+  forgetConnection(conn: Conn): void {
+    this.conns.delete(conn);
+    while (this.parked.length > 0 && this.conns.size < this.config.maxConnections && !this.isShuttingDown) {
+      const next = this.parked.shift()!;
+      if (next.isClosed) continue;
+      this.conns.add(next);
+      next.unpark();
+    }
+  }
+
+  private checkDeadlines(): void {
+    this.now = Date.now();
+    for (const conn of this.conns) {
+      if (conn.deadline !== 0 && this.now >= conn.deadline) conn.onDeadline();
+    }
+  }
+
+  /** Stop accepting; let in-flight requests finish within the graceful timeout (or cut them when not graceful). */
+  async stop(graceful = true): Promise<void> {
+    if (this.isShuttingDown && graceful) return;
+    this.isShuttingDown = true;
+    for (const l of this.listeners) l.stop(false);
+    for (const conn of [...this.parked]) conn.close();
+    for (const conn of [...this.conns]) {
+      if (conn.exchange === null) conn.closeWhenWritten();
+      else conn.closeAfterThisResponse();
+    }
+    const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);
+    while (this.conns.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+    for (const conn of [...this.conns]) conn.close();
+    if (this.ticker !== null) clearInterval(this.ticker);
+    await this.app.stop(graceful);
+    this.accessLog?.flush();
+    this.log.flush();
+  }
+}
+
+/**
+ * A socket file left by an earlier run makes the bind fail with EADDRINUSE, so it goes;
+ * anything else at that path is the user's file and is never deleted (gunicorn refuses it too).
+ */
+function removeStaleUnixSocket(file: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return; // not there (or not reachable: the bind will say why)
+  }
+  if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
+  fs.unlinkSync(file);
+}
 
 // ==== 5. Connection state ====
-// See `Conn` in section 12: the parser, the exchange in progress, the unsent bytes, one deadline.
-
-// ==== 6. Parse the head ====
-
-export interface ParserLimits {
-  maxRequestLineBytes: number;
-  maxHeaderFields: number;
-  maxHeaderFieldBytes: number;
-  maxBodyBytes: number;
-}
-
-export interface RequestHead {
-  method: string;
-  target: string;
-  path: string;
-  query: string;
-  version: "HTTP/1.0" | "HTTP/1.1";
-  headers: [name: string, value: string][];
-  contentLength: number;
-  chunked: boolean;
-  keepAlive: boolean;
-  expectContinue: boolean;
-}
-
-export type ParseEvent =
-  | { kind: "need-more" }
-  | { kind: "head"; head: RequestHead }
-  | { kind: "body"; data: Uint8Array }
-  | { kind: "end" }
-  | { kind: "error"; status: number; code: string; message: string };
-
-const NEED_MORE: ParseEvent = Object.freeze({ kind: "need-more" });
-const END: ParseEvent = Object.freeze({ kind: "end" });
-
-type ParserState =
-  | "REQUEST_LINE" // before and in the request line (leading empty lines skipped)
-  | "FIELDS" // header field lines until the blank line
-  | "BODY_LENGTH" // Content-Length bytes left
-  | "CHUNK_SIZE" // chunk-size [ chunk-ext ] CRLF
-  | "CHUNK_DATA" // chunk bytes left
-  | "CHUNK_DATA_END" // the CRLF after chunk data
-  | "TRAILERS" // trailer field lines until the blank line
-  | "HEAD_DONE" // head returned; framing decides the next state
-  | "ERROR";
-
-/**
- * Incremental, sans-IO HTTP/1.1 request parser (RFC 9112). Feed bytes, then call
- * next() until "need-more". Each complete line is consumed as soon as it is read, so
- * feeding byte by byte costs no more than feeding whole. After an error every call
- * returns the same error: nothing after a bad request is ever read as a request.
- */
-export class RequestParser {
-  private readonly limits: ParserLimits;
-  private buf: Buffer = Buffer.alloc(0);
-  private pos = 0;
-  // Buffers fed while `buf` still had bytes: joined to it only when a step needs more
-  // than `buf` holds, so a body arriving in many reads is handed out without recopying.
-  private queue: Buffer[] = [];
-  private queuedBytes = 0;
-  private state: ParserState = "REQUEST_LINE";
-  private error: ParseEvent | null = null;
-  // The head being read.
-  private head: RequestHead | null = null;
-  private fieldCount = 0;
-  // The body being read.
-  private bodyLeft = 0;
-  private bodyTotal = 0;
-
-  constructor(limits: Partial<ParserLimits> = {}) {
-    this.limits = {
-      maxRequestLineBytes: limits.maxRequestLineBytes ?? DEFAULTS.limitRequestLine,
-      maxHeaderFields: limits.maxHeaderFields ?? DEFAULTS.limitRequestFields,
-      maxHeaderFieldBytes: limits.maxHeaderFieldBytes ?? DEFAULTS.limitRequestFieldSize,
-      maxBodyBytes: limits.maxBodyBytes ?? DEFAULTS.limitRequestBody,
-    };
-  }
-
-  get bufferedBytes(): number {
-    return this.buf.length - this.pos + this.queuedBytes;
-  }
-
-  /** True between a request's first byte and its blank line (the header timeout runs then). */
-  get isInHead(): boolean {
-    return (this.state === "REQUEST_LINE" && this.bufferedBytes > 0) || this.state === "FIELDS";
-  }
-
-  /** Append bytes (copied: the caller may reuse its buffer, and body views handed out must not change). */
-  feed(bytes: Uint8Array): void {
-    this.feedOwned(Buffer.from(bytes));
-  }
-
-  /** Append a buffer the caller gives up (the server's sockets hand over fresh ones): no copy. */
-  feedOwned(bytes: Buffer): void {
-    if (bytes.length === 0 || this.state === "ERROR") return;
-    if (this.pos >= this.buf.length && this.queue.length === 0) {
-      this.buf = bytes;
-      this.pos = 0;
-    } else {
-      this.queue.push(bytes);
-      this.queuedBytes += bytes.length;
-    }
-  }
-
-  next(): ParseEvent {
-    for (;;) {
-      const event = this.step();
-      if (event !== NEED_MORE || this.queue.length === 0) return event;
-      this.takeQueued();
-    }
-  }
-
-  /** Moves the next queued buffer into `buf`, after what is left of it. */
-  private takeQueued(): void {
-    const bytes = this.queue.shift()!;
-    this.queuedBytes -= bytes.length;
-    this.buf = this.pos >= this.buf.length ? bytes : Buffer.concat([this.buf.subarray(this.pos), bytes]);
-    this.pos = 0;
-  }
-
-  private step(): ParseEvent {
-    switch (this.state) {
-      case "REQUEST_LINE":
-      case "FIELDS":
-        return this.readHead();
-      case "HEAD_DONE":
-        return this.startBody();
-      case "BODY_LENGTH":
-        return this.readLengthBody();
-      case "CHUNK_SIZE":
-      case "CHUNK_DATA":
-      case "CHUNK_DATA_END":
-      case "TRAILERS":
-        return this.readChunked();
-      case "ERROR":
-        return this.error!;
-    }
-  }
-
-  private fail(status: number, code: string, message: string): ParseEvent {
-    this.state = "ERROR";
-    this.error = { kind: "error", status, code, message };
-    this.buf = Buffer.alloc(0);
-    this.pos = 0;
-    this.queue = [];
-    this.queuedBytes = 0;
-    return this.error;
-  }
-
-  /**
-   * Find the next CRLF-terminated line. Returns the index of its CR, -1 when the
-   * line is incomplete, or -2 for a bare CR or bare LF (RFC 9112 §2.2: we reject
-   * rather than guess, since peers disagreeing on line ends is how smuggling starts).
-   */
-  private findLineEnd(maxLineBytes: number): number {
-    const buf = this.buf, end = buf.length;
-    let i = this.pos;
-    while (i < end) {
-      const c = buf[i];
-      if (c === CR) break;
-      if (c === LF) return -2;
-      i++;
-    }
-    if (i >= end - 1) return i - this.pos > maxLineBytes ? -3 : -1;
-    return buf[i + 1] === LF ? i : -2;
-  }
-
-  private readHead(): ParseEvent {
-    for (;;) {
-      const isRequestLine = this.state === "REQUEST_LINE";
-      const max = isRequestLine ? this.limits.maxRequestLineBytes : this.limits.maxHeaderFieldBytes;
-      const cr = this.findLineEnd(max);
-      if (cr === -1) return NEED_MORE;
-      if (cr === -2) return this.fail(400, "BARE_CR_OR_LF", "line ends must be CRLF");
-      const start = this.pos;
-      if (cr === -3 || cr - start > max) {
-        return isRequestLine
-          ? this.fail(414, "REQUEST_LINE_TOO_LONG", "request line too long")
-          : this.fail(431, "FIELD_TOO_LARGE", "header field too large");
-      }
-      this.pos = cr + 2;
-      if (isRequestLine) {
-        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
-        if (cr === start) continue;
-        const err = this.parseRequestLine(start, cr);
-        if (err) return err;
-        this.state = "FIELDS";
-        continue;
-      }
-      if (cr === start) return this.finishHead();
-      const err = this.parseFieldLine(start, cr, this.head!.headers);
-      if (err) return err;
-    }
-  }
-
-  /** request-line = method SP request-target SP HTTP-version (RFC 9112 §3), nothing more. */
-  private parseRequestLine(start: number, end: number): ParseEvent | null {
-    const buf = this.buf;
-    let sp1 = start;
-    while (sp1 < end && IS_TCHAR[buf[sp1]]) sp1++;
-    if (sp1 >= end || buf[sp1] !== SP) return this.fail(400, sp1 === start || sp1 >= end ? "BAD_REQUEST_LINE" : "BAD_METHOD", "malformed request line");
-    if (sp1 === start) return this.fail(400, "BAD_METHOD", "method is not a token");
-    let sp2 = sp1 + 1;
-    while (sp2 < end && IS_TARGET_CHAR[buf[sp2]]) sp2++;
-    if (sp2 >= end || buf[sp2] !== SP) return this.fail(400, "BAD_TARGET", "invalid byte in request target");
-    if (sp2 === sp1 + 1) return this.fail(400, "BAD_TARGET", "empty request target");
-    const version = this.parseVersion(sp2 + 1, end);
-    if (typeof version !== "string") return version;
-    const method = internMethod(buf, start, sp1);
-    const target = latin1(buf, sp1 + 1, sp2);
-    const form = splitTarget(method, target);
-    if (form === null) return this.fail(400, "BAD_TARGET", "request target not allowed for this method");
-    this.head = {
-      method, target, path: form[0], query: form[1], version, headers: [],
-      contentLength: -1, chunked: false, keepAlive: version === "HTTP/1.1", expectContinue: false,
-    };
-    this.fieldCount = 0;
-    return null;
-  }
-
-  /** HTTP-version = "HTTP" "/" DIGIT "." DIGIT (RFC 9112 §2.3); we serve 1.0 and 1.1. */
-  private parseVersion(start: number, end: number): "HTTP/1.0" | "HTTP/1.1" | ParseEvent {
-    const b = this.buf;
-    const wellFormed = end - start === 8 && b[start] === 0x48 && b[start + 1] === 0x54 && b[start + 2] === 0x54 &&
-      b[start + 3] === 0x50 && b[start + 4] === 0x2f && HEX_VALUE[b[start + 5]] >= 0 && b[start + 5] <= 0x39 &&
-      b[start + 6] === 0x2e && HEX_VALUE[b[start + 7]] >= 0 && b[start + 7] <= 0x39;
-    if (!wellFormed) return this.fail(400, "BAD_VERSION", "malformed HTTP version");
-    if (b[start + 5] === 0x31 && b[start + 7] === 0x31) return "HTTP/1.1";
-    if (b[start + 5] === 0x31 && b[start + 7] === 0x30) return "HTTP/1.0";
-    return this.fail(505, "VERSION_NOT_SUPPORTED", "only HTTP/1.0 and HTTP/1.1 are served");
-  }
-
-  /** field-line = field-name ":" OWS field-value OWS (RFC 9112 §5). */
-  private parseFieldLine(start: number, end: number, into: [string, string][]): ParseEvent | null {
-    const buf = this.buf;
-    // RFC 9112 §5.2: obs-fold is rejected; a line starting with whitespace is one.
-    if (isOws(buf[start])) return this.fail(400, "OBS_FOLD", "obsolete line folding");
-    if (++this.fieldCount > this.limits.maxHeaderFields) {
-      return this.fail(431, "TOO_MANY_FIELDS", "too many header fields");
-    }
-    // RFC 9112 §5.1: the name is a token, then the colon, with no whitespace between.
-    let colon = start;
-    while (colon < end && IS_TCHAR[buf[colon]]) colon++;
-    if (colon >= end || buf[colon] !== COLON) {
-      return colon < end ? this.fail(400, "BAD_FIELD_NAME", "header name is not a token") : this.fail(400, "BAD_FIELD", "header field without a colon");
-    }
-    if (colon === start) return this.fail(400, "BAD_FIELD_NAME", "header name is not a token");
-    let a = colon + 1, b = end;
-    while (a < b && isOws(buf[a])) a++;
-    while (b > a && isOws(buf[b - 1])) b--;
-    for (let i = a; i < b; i++) {
-      if (!IS_FIELD_CHAR[buf[i]]) return this.fail(400, "BAD_FIELD_VALUE", "invalid byte in header value");
-    }
-    into.push([internFieldName(buf, start, colon), latin1(buf, a, b)]);
-    return null;
-  }
-
-  /** The blank line: apply the message-level rules, then hand the head out. */
-  private finishHead(): ParseEvent {
-    const head = this.head!;
-    const err = applyHeadRules(head, this.limits.maxBodyBytes);
-    if (err) return this.fail(err.status, err.code, err.message);
-    this.state = "HEAD_DONE";
-    return { kind: "head", head };
-  }
-
-  // ==== 7. Body framing ====
-
-  /** RFC 9112 §6.3: chunked, else Content-Length, else no body (requests are never close-delimited). */
-  private startBody(): ParseEvent {
-    const head = this.head!;
-    this.bodyTotal = 0;
-    if (head.chunked) {
-      this.state = "CHUNK_SIZE";
-      return this.readChunked();
-    }
-    if (head.contentLength > 0) {
-      this.bodyLeft = head.contentLength;
-      this.state = "BODY_LENGTH";
-      return this.readLengthBody();
-    }
-    return this.endMessage();
-  }
-
-  private endMessage(): ParseEvent {
-    this.state = "REQUEST_LINE";
-    this.head = null;
-    return END;
-  }
-
-  private takeBody(max: number): Uint8Array {
-    const n = Math.min(max, this.buf.length - this.pos);
-    const data = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return data;
-  }
-
-  private readLengthBody(): ParseEvent {
-    if (this.bodyLeft === 0) return this.endMessage();
-    if (this.pos >= this.buf.length) return NEED_MORE;
-    const data = this.takeBody(this.bodyLeft);
-    this.bodyLeft -= data.length;
-    return { kind: "body", data };
-  }
-
-  /** chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 §7.1). */
-  private readChunked(): ParseEvent {
-    for (;;) {
-      switch (this.state) {
-        case "CHUNK_SIZE": {
-          const cr = this.findLineEnd(MAX_CHUNK_LINE_BYTES);
-          if (cr === -1) return NEED_MORE;
-          if (cr < 0 || cr - this.pos > MAX_CHUNK_LINE_BYTES) return this.fail(400, "BAD_CHUNK", "malformed chunk size line");
-          const size = this.parseChunkSizeLine(this.pos, cr);
-          if (typeof size !== "number") return size;
-          this.pos = cr + 2;
-          if (size === 0) {
-            this.state = "TRAILERS";
-            this.fieldCount = 0;
-            continue;
-          }
-          this.bodyLeft = size;
-          this.state = "CHUNK_DATA";
-          continue;
-        }
-        case "CHUNK_DATA": {
-          if (this.pos >= this.buf.length) return NEED_MORE;
-          const data = this.takeBody(this.bodyLeft);
-          this.bodyLeft -= data.length;
-          if (this.bodyLeft === 0) this.state = "CHUNK_DATA_END";
-          return { kind: "body", data };
-        }
-        case "CHUNK_DATA_END": {
-          if (this.buf.length - this.pos < 2) {
-            if (this.buf.length > this.pos && this.buf[this.pos] !== CR) return this.fail(400, "BAD_CHUNK", "chunk data not followed by CRLF");
-            return NEED_MORE;
-          }
-          if (this.buf[this.pos] !== CR || this.buf[this.pos + 1] !== LF) return this.fail(400, "BAD_CHUNK", "chunk data not followed by CRLF");
-          this.pos += 2;
-          this.state = "CHUNK_SIZE";
-          continue;
-        }
-        case "TRAILERS": {
-          // RFC 9112 §7.1.2: trailer fields are read with the header rules, then dropped.
-          const cr = this.findLineEnd(this.limits.maxHeaderFieldBytes);
-          if (cr === -1) return NEED_MORE;
-          if (cr === -2) return this.fail(400, "BARE_CR_OR_LF", "line ends must be CRLF");
-          if (cr === -3 || cr - this.pos > this.limits.maxHeaderFieldBytes) return this.fail(431, "FIELD_TOO_LARGE", "trailer field too large");
-          const start = this.pos;
-          this.pos = cr + 2;
-          if (cr === start) return this.endMessage();
-          const err = this.parseFieldLine(start, cr, []);
-          if (err) return err;
-          continue;
-        }
-        default:
-          throw new Error(`unreachable parser state ${this.state}`);
-      }
-    }
-  }
-
-  /** chunk-size [ chunk-ext ]: HEXDIG only, then ( BWS ";" BWS name [ BWS "=" BWS value ] )* (RFC 9112 §7.1.1). */
-  private parseChunkSizeLine(start: number, end: number): number | ParseEvent {
-    const buf = this.buf;
-    let i = start, size = 0;
-    while (i < end && HEX_VALUE[buf[i]] >= 0) {
-      if (i - start >= MAX_CHUNK_SIZE_DIGITS) return this.fail(400, "BAD_CHUNK", "chunk size too long");
-      size = size * 16 + HEX_VALUE[buf[i]];
-      i++;
-    }
-    if (i === start) return this.fail(400, "BAD_CHUNK", "chunk size is not hex");
-    if (!this.isValidChunkExtensions(i, end)) return this.fail(400, "BAD_CHUNK", "malformed chunk extension");
-    this.bodyTotal += size;
-    if (this.bodyTotal > this.limits.maxBodyBytes) return this.fail(413, "BODY_TOO_LARGE", "request body too large");
-    return size;
-  }
-
-  private isValidChunkExtensions(i: number, end: number): boolean {
-    const buf = this.buf;
-    const skipBws = () => { while (i < end && isOws(buf[i])) i++; };
-    const skipToken = () => { const s = i; while (i < end && IS_TCHAR[buf[i]]) i++; return i > s; };
-    for (;;) {
-      // BWS is allowed only before a ";" (RFC 9112 §7.1.1): "5 " alone is not a chunk size.
-      if (i === end) return true;
-      skipBws();
-      if (buf[i] !== SEMI || i === end) return false;
-      i++;
-      skipBws();
-      if (!skipToken()) return false;
-      if (i === end) return true;
-      const afterName = i;
-      skipBws();
-      if (buf[i] === SEMI) continue;
-      if (buf[i] !== EQUALS || (i === end && i !== afterName)) return false;
-      i++;
-      skipBws();
-      if (buf[i] === DQUOTE) {
-        i++;
-        for (;;) {
-          if (i >= end) return false;
-          const c = buf[i];
-          if (c === DQUOTE) { i++; break; }
-          if (c === BACKSLASH) {
-            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
-            if (i + 1 >= end || !(IS_QDTEXT[buf[i + 1]] || buf[i + 1] === DQUOTE || buf[i + 1] === BACKSLASH)) return false;
-            i += 2;
-            continue;
-          }
-          if (!IS_QDTEXT[c]) return false;
-          i++;
-        }
-      } else if (!skipToken()) {
-        return false;
-      }
-    }
-  }
-}
-
-/**
- * The request-target forms of RFC 9112 §3.2: origin-form for every method, "*" for
- * OPTIONS only, authority-form for CONNECT only, absolute-form for any method.
- * Returns [path, query] or null when the form is not allowed.
- */
-function splitTarget(method: string, target: string): [string, string] | null {
-  if (method === "CONNECT") {
-    // authority-form = uri-host ":" port; never a path.
-    const colon = target.lastIndexOf(":");
-    if (target[0] === "/" || colon <= 0 || parseDigits(target.slice(colon + 1)) < 0) return null;
-    return ["", ""];
-  }
-  if (target === "*") return method === "OPTIONS" ? ["*", ""] : null;
-  let pathAndQuery = target;
-  if (target.charCodeAt(0) !== 0x2f) {
-    // RFC 9110 §4.2.4: userinfo ("user:pass@") in an http(s) URI is not allowed.
-    const scheme = /^https?:\/\/[^/?@]+(?=[/?]|$)/i.exec(target);
-    if (scheme === null) return null;
-    pathAndQuery = target.slice(scheme[0].length);
-    if (pathAndQuery.charCodeAt(0) !== 0x2f) pathAndQuery = "/" + pathAndQuery;
-  }
-  const q = pathAndQuery.indexOf("?");
-  return q === -1 ? [pathAndQuery, ""] : [pathAndQuery.slice(0, q), pathAndQuery.slice(q + 1)];
-}
-
-/** Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): reg-name, IPv4 or an IP-literal. */
-const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
-function isValidHost(value: string): boolean {
-  return HOST_PATTERN.test(value);
-}
-
-/** Message-level rules on a complete head: Host, framing, Expect, Connection. */
-function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | null {
-  let hosts = 0, contentLength = -1;
-  let transferCodings: string[] | null = null;
-  for (const [name, value] of head.headers) {
-    switch (name) {
-      case "host":
-        // RFC 9112 §3.2: an invalid Host value is answered with 400.
-        if (!isValidHost(value)) return new HttpError(400, "BAD_HOST", "invalid Host header");
-        hosts++;
-        break;
-      case "content-length": {
-        // RFC 9110 §8.6: digits only, or one value repeated. Two field lines are the same as one
-        // list (RFC 9110 §5.3), so both forms agree; different values are refused (RFC 9112 §6.3 ¶5).
-        const n = parseContentLength(value);
-        if (n < 0) return new HttpError(400, "BAD_CONTENT_LENGTH", "invalid Content-Length");
-        if (contentLength !== -1 && contentLength !== n) return new HttpError(400, "BAD_CONTENT_LENGTH", "conflicting Content-Length");
-        contentLength = n;
-        break;
-      }
-      case "transfer-encoding":
-        transferCodings ??= [];
-        for (const coding of splitList(value)) {
-          if (!isToken(coding)) return new HttpError(400, "BAD_TRANSFER_ENCODING", "invalid Transfer-Encoding");
-          transferCodings.push(coding.toLowerCase());
-        }
-        break;
-      case "expect":
-        // RFC 9110 §10.1.1: 100-continue is the only expectation; a 1.0 request's is ignored.
-        if (value.toLowerCase() !== "100-continue") return new HttpError(417, "EXPECTATION_FAILED", "unsupported expectation");
-        head.expectContinue = head.version === "HTTP/1.1";
-        break;
-      case "connection":
-        for (const option of splitList(value)) {
-          const o = option.toLowerCase();
-          if (o === "close") head.keepAlive = false;
-          else if (o === "keep-alive" && head.version === "HTTP/1.0") head.keepAlive = true;
-        }
-        break;
-    }
-  }
-  // RFC 9112 §3.2: a 1.1 request has exactly one Host; more than one is always refused.
-  if (hosts > 1 || (hosts === 0 && head.version === "HTTP/1.1")) return new HttpError(400, "BAD_HOST", "exactly one Host header is required");
-  if (transferCodings !== null) {
-    // RFC 9112 §6.1: Transfer-Encoding is 1.1-only; with Content-Length it is a smuggling attempt.
-    if (head.version === "HTTP/1.0") return new HttpError(400, "TRANSFER_ENCODING_ON_1_0", "Transfer-Encoding in an HTTP/1.0 request");
-    if (contentLength !== -1) return new HttpError(400, "LENGTH_AND_CHUNKED", "both Content-Length and Transfer-Encoding");
-    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once; such framing is invalid, not unsupported.
-    if (transferCodings.indexOf("chunked") !== transferCodings.lastIndexOf("chunked")) {
-      return new HttpError(400, "CHUNKED_TWICE", "chunked transfer coding applied more than once");
-    }
-    if (transferCodings.length !== 1 || transferCodings[0] !== "chunked") {
-      return new HttpError(501, "UNSUPPORTED_TRANSFER_CODING", "only chunked transfer coding is supported");
-    }
-    head.chunked = true;
-    // RFC 9112 §9.6 ¶6: a chunked request the server cannot frame otherwise forces close on error only.
-  }
-  if (contentLength > maxBodyBytes) return new HttpError(413, "BODY_TOO_LARGE", "request body too large");
-  head.contentLength = contentLength;
-  if (!head.chunked && contentLength <= 0) head.expectContinue = false;
-  return null;
-}
-
-// ==== 8. Environ ====
-
-export interface ConnectionInfo {
-  remoteAddr: string;
-  remotePort: number;
-  serverName: string;
-  serverPort: number;
-  scheme: "http" | "https";
-}
-
-const ENVIRON_KEY_CACHE = new Map<string, string>();
-/** "user-agent" → "HTTP_USER_AGENT" (PEP 3333 / CGI §4.1.18). */
-function environKey(name: string): string {
-  let key = ENVIRON_KEY_CACHE.get(name);
-  if (key === undefined) {
-    key = "HTTP_" + name.toUpperCase().replaceAll("-", "_");
-    if (ENVIRON_KEY_CACHE.size < 2048) ENVIRON_KEY_CACHE.set(name, key);
-  }
-  return key;
-}
-
-/** %XX → the byte, as a latin-1 char; a '%' not followed by two hex digits stays as it is. */
-export function percentDecodeLatin1(s: string): string {
-  if (s.indexOf("%") === -1) return s;
-  let out = "";
-  let last = 0;
-  for (let i = 0; i + 2 < s.length; i++) {
-    if (s.charCodeAt(i) !== 0x25) continue;
-    const c1 = s.charCodeAt(i + 1), c2 = s.charCodeAt(i + 2);
-    if (c1 > 0xff || c2 > 0xff || HEX_VALUE[c1] < 0 || HEX_VALUE[c2] < 0) continue;
-    out += s.slice(last, i) + String.fromCharCode(HEX_VALUE[c1] * 16 + HEX_VALUE[c2]);
-    i += 2;
-    last = i + 1;
-  }
-  return out + s.slice(last);
-}
-
-/**
- * The CGI part of the PEP 3333 environ: native strings carrying bytes as latin-1.
- * The wsgi.* keys are added by whoever runs the app (this process or a Python worker).
- */
-export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName: string): Record<string, string> {
-  let pathInfo = percentDecodeLatin1(head.path);
-  if (scriptName !== "" && (pathInfo === scriptName || pathInfo.startsWith(scriptName + "/"))) {
-    pathInfo = pathInfo.slice(scriptName.length);
-  }
-  const environ: Record<string, string> = {
-    REQUEST_METHOD: head.method,
-    SCRIPT_NAME: scriptName,
-    PATH_INFO: pathInfo,
-    QUERY_STRING: head.query,
-    RAW_URI: head.target,
-    SERVER_NAME: conn.serverName,
-    SERVER_PORT: String(conn.serverPort),
-    SERVER_PROTOCOL: head.version,
-    SERVER_SOFTWARE: SERVER_HEADER,
-    REMOTE_ADDR: conn.remoteAddr,
-    REMOTE_PORT: String(conn.remotePort),
-    "wsgi.url_scheme": conn.scheme,
-  };
-  for (const [name, value] of head.headers) {
-    // A '_' in a name would map onto the same key as '-': X_Forwarded_For could pose as
-    // X-Forwarded-For, so such headers are dropped (as nginx and gunicorn ≥ 22 do).
-    if (name.indexOf("_") !== -1) continue;
-    if (name === "content-length") {
-      // Repeats were checked to be one value (applyHeadRules): the app gets the value that framed
-      // the body, never "5, 5", which no app can read as a length.
-      environ.CONTENT_LENGTH ??= value.indexOf(",") === -1 ? value : String(head.contentLength);
-      continue;
-    }
-    let key: string;
-    if (name === "content-type") key = "CONTENT_TYPE";
-    else key = environKey(name);
-    const previous = environ[key];
-    // RFC 9110 §5.3: repeated fields combine with ", "; Cookie uses "; " (RFC 6265 §5.4).
-    environ[key] = previous === undefined ? value : previous + (name === "cookie" ? "; " : ", ") + value;
-  }
-  return environ;
-}
-
-// ==== 9. start_response and the app (TypeScript apps) ====
-
-export type Chunk = Uint8Array | string;
-export type WriteFn = (chunk: Chunk) => void;
-export type StartResponse = (status: string, headers: [string, string][], excInfo?: unknown) => WriteFn;
-export type AppBody = (Iterable<Chunk> | AsyncIterable<Chunk>) & { close?: () => void };
-export type Environ = Record<string, any>;
-export type WsgiApp = (environ: Environ, startResponse: StartResponse) => AppBody | Promise<AppBody>;
-
-/** wsgi.input for a TypeScript app: the whole body, already received (within --limit-request-body). */
-export class BytesInput {
-  private pos = 0;
-  constructor(private readonly body: Uint8Array) {}
-
-  read(n?: number): Uint8Array {
-    const end = n === undefined || n < 0 ? this.body.length : Math.min(this.body.length, this.pos + n);
-    const out = this.body.subarray(this.pos, end);
-    this.pos = end;
-    return out;
-  }
-
-  readline(limit = -1): Uint8Array {
-    const nl = this.body.indexOf(LF, this.pos);
-    let end = nl === -1 ? this.body.length : nl + 1;
-    if (limit >= 0) end = Math.min(end, this.pos + limit);
-    const out = this.body.subarray(this.pos, end);
-    this.pos = end;
-    return out;
-  }
-
-  readlines(): Uint8Array[] {
-    return [...this];
-  }
-
-  *[Symbol.iterator](): Iterator<Uint8Array> {
-    for (let line = this.readline(); line.length > 0; line = this.readline()) yield line;
-  }
-}
-
-/** wsgi.errors: lines written by the app go to the error log. */
-function makeErrorStream(log: Logger): { write(s: string): void; writelines(lines: string[]): void; flush(): void } {
-  let partial = "";
-  return {
-    write(s: string) {
-      partial += s;
-      let nl: number;
-      while ((nl = partial.indexOf("\n")) !== -1) {
-        log.error(partial.slice(0, nl));
-        partial = partial.slice(nl + 1);
-      }
-    },
-    writelines(lines: string[]) { for (const l of lines) this.write(l); },
-    flush() { if (partial) { log.error(partial); partial = ""; } },
-  };
-}
-
-/** Byte length of a chunk as it will go on the wire (strings are sent as UTF-8). */
-function chunkByteLength(chunk: Chunk): number {
-  return typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.byteLength;
-}
-
-function isThenable(x: unknown): x is PromiseLike<unknown> {
-  return x !== null && typeof x === "object" && typeof (x as any).then === "function";
-}
-
-/**
- * One run of a TypeScript app for one exchange, PEP 3333 style: call it, then pull its
- * body chunk by chunk, pausing while the client socket is backed up, and call close()
- * once whatever happens. A class rather than closures: this runs once per request.
- */
-class TypeScriptAppRun {
-  private result: AppBody | null = null;
-  private isClosed = false;
-  private isIterationDone = false;
-  private iterator: Iterator<Chunk> | null = null;
-  private asyncIterator: AsyncIterator<Chunk> | null = null;
-  readonly write: WriteFn = (chunk) => this.ex.writeBody(chunk);
-  readonly startResponse: StartResponse = (status, headers, excInfo) => {
-    const ex = this.ex;
-    if (excInfo !== undefined && excInfo !== null) {
-      // PEP 3333: with exc_info after the headers went out, re-raise.
-      if (ex.isHeadCommitted) throw excInfo;
-    } else if (ex.hasResponse) {
-      throw new Error("start_response called a second time without exc_info (PEP 3333)");
-    }
-    ex.setResponse(status, headers);
-    return this.write;
-  };
-
-  constructor(private readonly ex: Exchange, private readonly server: Server) {}
-
-  run(app: WsgiApp, body: Uint8Array): void {
-    const environ = this.ex.environ;
-    environ["wsgi.version"] = [1, 0];
-    environ["wsgi.input"] = new BytesInput(body);
-    environ["wsgi.errors"] = this.server.errorStream;
-    environ["wsgi.multithread"] = false;
-    environ["wsgi.multiprocess"] = false;
-    environ["wsgi.run_once"] = false;
-    // The body is whole before the app runs, so reading to EOF is always safe.
-    environ["wsgi.input_terminated"] = true;
-    this.ex.onAbort = () => this.closeResult();
-    try {
-      const value = app(environ, this.startResponse);
-      if (isThenable(value)) value.then((v) => this.consume(v), (err) => this.fail(err));
-      else this.consume(value);
-    } catch (err) {
-      this.fail(err);
-    }
-  }
-
-  private consume(value: unknown): void {
-    const result = (this.result = value as AppBody);
-    if (Array.isArray(result)) return this.writeArrayBody(result);
-    if (result !== null && typeof result === "object") {
-      if (typeof (result as any)[Symbol.iterator] === "function") {
-        this.iterator = (result as Iterable<Chunk>)[Symbol.iterator]();
-        return this.pumpSyncIterator();
-      }
-      if (typeof (result as any)[Symbol.asyncIterator] === "function") {
-        this.asyncIterator = (result as AsyncIterable<Chunk>)[Symbol.asyncIterator]();
-        void this.pumpAsyncIterator(this.asyncIterator);
-        return;
-      }
-    }
-    this.fail(new TypeError("the app must return an iterable of Uint8Array or string chunks (PEP 3333)"));
-  }
-
-  /** The whole body is known: give it a Content-Length (as gunicorn does for one-item lists). */
-  private writeArrayBody(chunks: Chunk[]): void {
-    const ex = this.ex;
-    try {
-      if (!ex.isHeadCommitted) {
-        let total = ex.bytesWritten;
-        for (const c of chunks) total += chunkByteLength(c);
-        ex.knownLength = total;
-      }
-      for (const c of chunks) ex.writeBody(c);
-      this.finish();
-    } catch (err) {
-      this.fail(err);
-    }
-  }
-
-  private readonly pumpSyncIterator = (): void => {
-    const ex = this.ex, it = this.iterator!;
-    try {
-      for (;;) {
-        if (ex.isAborted) return this.closeResult();
-        const r = it.next();
-        if (r.done) {
-          this.isIterationDone = true;
-          return this.finish();
-        }
-        ex.writeBody(r.value);
-        if (ex.conn.isBackedUp) return ex.conn.whenDrained(this.pumpSyncIterator);
-      }
-    } catch (err) {
-      this.fail(err);
-    }
-  };
-
-  private async pumpAsyncIterator(it: AsyncIterator<Chunk>): Promise<void> {
-    const ex = this.ex;
-    try {
-      for (;;) {
-        if (ex.isAborted) return this.closeResult();
-        const r = await it.next();
-        if (r.done) {
-          this.isIterationDone = true;
-          return this.finish();
-        }
-        ex.writeBody(r.value);
-        if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
-      }
-    } catch (err) {
-      this.fail(err);
-    }
-  }
-
-  private finish(): void {
-    if (this.ex.isDone) return this.closeResult();
-    try {
-      this.ex.endResponse();
-    } finally {
-      this.closeResult();
-    }
-  }
-
-  private fail(err: unknown): void {
-    this.closeResult();
-    this.ex.failApp(err);
-  }
-
-  private closeResult(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    if (!this.isIterationDone) {
-      // An iterator stopped early runs its finally blocks only through return(): the
-      // TypeScript twin of Python's generator.close(), which PEP 3333's close() relies on.
-      try {
-        this.iterator?.return?.();
-        this.asyncIterator?.return?.()?.catch?.(() => {});
-      } catch (err) {
-        this.server.log.error(`return() of the app's body raised: ${describeError(err)}`);
-      }
-    }
-    try {
-      this.result?.close?.();
-    } catch (err) {
-      this.server.log.error(`close() of the app's body raised: ${describeError(err)}`);
-    }
-  }
-}
-
-function describeError(err: unknown): string {
-  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
-  return String(err);
-}
-
-// ==== 10. Serialize the response ====
-
-let cachedDateSecond = -1;
-let cachedDate = "";
-/** IMF-fixdate (RFC 9110 §5.6.7), computed at most once a second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== cachedDateSecond) {
-    cachedDateSecond = second;
-    cachedDate = new Date(now).toUTCString();
-  }
-  return cachedDate;
-}
-
-/** Headers an app must not send (PEP 3333 "hop-by-hop"); the server owns the connection's framing. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"]);
-
-/** What the app asked for, checked: a bad status or header is the app's error (→ 500), never on the wire. */
-interface CheckedResponse {
-  status: number;
-  statusLine: string;
-  headerLines: string;
-  contentLength: number;
-  hasDate: boolean;
-  hasServer: boolean;
-  wantsClose: boolean;
-}
-
-/** Whether s may be sent as a field value or reason phrase: latin-1 (one byte a char), no CTLs but HTAB. */
-function isFieldValue(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff || !IS_FIELD_CHAR[c]) return false;
-  }
-  return true;
-}
-
-/** The decimal digit at s[i], or -1000 (so any sum with it is out of range). */
-function digitAt(s: string, i: number): number {
-  const d = s.charCodeAt(i) - 0x30;
-  return d >= 0 && d <= 9 ? d : -1000;
-}
-
-function checkResponse(status: unknown, headers: unknown): CheckedResponse {
-  // PEP 3333: status is "NNN Reason-Phrase"; RFC 9112 §4: reason = *( HTAB / SP / VCHAR / obs-text ).
-  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || !isFieldValue(status)) {
-    throw new TypeError(`invalid status line from app: ${JSON.stringify(status)}`);
-  }
-  const code = digitAt(status, 0) * 100 + digitAt(status, 1) * 10 + digitAt(status, 2);
-  if (code < 200 || code > 599) throw new TypeError(`invalid status code from app: ${JSON.stringify(status)}`);
-  if (!Array.isArray(headers)) throw new TypeError("response headers must be a list of [name, value] pairs");
-  let headerLines = "", contentLength = -1, hasDate = false, hasServer = false, wantsClose = false;
-  for (let i = 0; i < headers.length; i++) {
-    const pair: unknown = headers[i];
-    if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError("each response header must be a [name, value] pair");
-    const name: unknown = pair[0], value: unknown = pair[1];
-    if (typeof name !== "string" || !isToken(name)) throw new TypeError(`invalid response header name: ${JSON.stringify(name)}`);
-    if (typeof value !== "string" || !isFieldValue(value)) throw new TypeError(`invalid value for response header ${name}`);
-    const lower = lowerName(name);
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === "connection" && splitList(value.toLowerCase()).includes("close")) wantsClose = true;
-      continue;
-    }
-    if (lower === "content-length") {
-      const n = parseDigits(trimOws(value));
-      if (n < 0 || (contentLength !== -1 && n !== contentLength)) throw new TypeError(`invalid Content-Length from app: ${JSON.stringify(value)}`);
-      if (contentLength !== -1) continue;
-      contentLength = n;
-      if (code === 204) continue; // RFC 9110 §8.6: never on a 204
-    } else if (lower === "date") hasDate = true;
-    else if (lower === "server") hasServer = true;
-    headerLines += name + ": " + value + "\r\n";
-  }
-  return { status: code, statusLine: status, headerLines, contentLength, hasDate, hasServer, wantsClose };
-}
-
-/**
- * The last response head checked and encoded. An app answers most requests of a route with
- * the same status and headers, so while they match the last ones (compared string by
- * string, no rule skipped for a different value), the checked result and its bytes are reused.
- */
-const lastHead = {
-  status: null as unknown,
-  names: [] as unknown[],
-  values: [] as unknown[],
-  checked: null as CheckedResponse | null,
-  framing: "",
-  date: "",
-  connection: -1,
-  bytes: new Uint8Array(0),
-};
-
-function checkResponseCached(status: unknown, headers: unknown): CheckedResponse {
-  if (lastHead.checked !== null && status === lastHead.status && isSameHeaders(headers)) return lastHead.checked;
-  const checked = checkResponse(status, headers);
-  const pairs = headers as [string, string][]; // checkResponse threw unless it is a list of string pairs
-  lastHead.status = status;
-  lastHead.names = pairs.map((pair) => pair[0]);
-  lastHead.values = pairs.map((pair) => pair[1]);
-  lastHead.checked = checked;
-  lastHead.connection = -1; // the bytes are for the previous checked result
-  return checked;
-}
-
-function isSameHeaders(headers: unknown): boolean {
-  if (!Array.isArray(headers) || headers.length !== lastHead.names.length) return false;
-  for (let i = 0; i < headers.length; i++) {
-    const pair: unknown = headers[i];
-    if (!Array.isArray(pair) || pair.length !== 2 || pair[0] !== lastHead.names[i] || pair[1] !== lastHead.values[i]) return false;
-  }
-  return true;
-}
-
-const CONNECTION_DEFAULT = 0, CONNECTION_CLOSE = 1, CONNECTION_KEEP_ALIVE = 2;
-const CONNECTION_LINES = ["", "Connection: close\r\n", "Connection: keep-alive\r\n"];
-
-/** The head's bytes: the status line, the app's headers, then framing, Date, Server and Connection as needed. */
-function encodeHead(checked: CheckedResponse, framing: string, date: string, connection: number): Uint8Array {
-  if (checked === lastHead.checked && connection === lastHead.connection && framing === lastHead.framing && date === lastHead.date) {
-    return lastHead.bytes;
-  }
-  let text = "HTTP/1.1 " + checked.statusLine + "\r\n" + checked.headerLines + framing;
-  if (date !== "") text += "Date: " + date + "\r\n";
-  if (!checked.hasServer) text += "Server: " + SERVER_HEADER + "\r\n";
-  text += CONNECTION_LINES[connection] + "\r\n";
-  const bytes = Buffer.from(text, "latin1"); // an ASCII head is the same in latin-1
-  if (checked === lastHead.checked) {
-    lastHead.framing = framing;
-    lastHead.date = date;
-    lastHead.connection = connection;
-    lastHead.bytes = bytes; // shared by later responses: nothing writes into a queued chunk
-  }
-  return bytes;
-}
-
-/** A request we refuse before any app runs: short plain text, then close (RFC 9112 §9.6). */
-function serializeRejection(status: number, message: string): string {
-  const body = `${REASONS[status] ?? "Error"}: ${message}\n`;
-  return `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
-    `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n${body}`;
-}
-
-/**
- * One request and its response. The app stage (a TypeScript app here, a Python worker
- * in section 13) calls setResponse, writeBody and endResponse or failApp; the exchange
- * turns them into bytes with the right framing and hands them to its connection.
- */
-export class Exchange implements AppExchange {
-  environ: Environ;
-  onAbort: (() => void) | null = null;
-  knownLength = -1; // set by a runner that knows the whole body's size
-  bytesWritten = 0;
-  isDone = false;
-  isAborted = false;
-  private response: [string, [string, string][]] | null = null;
-  private committed = false;
-  private declaredLength = -1;
-  private isChunked = false;
-  private hasNoBody = false;
-  private status = 0;
-  readonly startedAt = performance.now();
-
-  constructor(readonly conn: Conn, readonly head: RequestHead, readonly server: Server) {
-    this.environ = buildEnviron(head, conn.info, server.config.rootPath);
-  }
-
-  get hasResponse(): boolean { return this.response !== null; }
-  get isHeadCommitted(): boolean { return this.committed; }
-  get statusCode(): number { return this.status; }
-
-  setResponse(status: string, headers: [string, string][]): void {
-    this.response = [status, headers];
-  }
-
-  /** The head goes out with the first body bytes (PEP 3333: not before), framing chosen then. */
-  private commitHead(): void {
-    if (this.response === null) throw new Error("the app wrote a body before calling start_response");
-    const checked = checkResponseCached(this.response[0], this.response[1]);
-    const head = this.head, conn = this.conn;
-    this.status = checked.status;
-    // RFC 9110 §6.4.1: no body for HEAD, 204 and 304.
-    this.hasNoBody = head.method === "HEAD" || checked.status === 204 || checked.status === 304;
-    let framing = "";
-    if (checked.contentLength >= 0) {
-      this.declaredLength = checked.contentLength;
-    } else if (this.knownLength === 0 && head.method === "HEAD") {
-      // RFC 9110 §9.3.2: a HEAD answer carries the length GET would have, or none. An app that
-      // skips the body for HEAD says nothing of that length, so "Content-Length: 0" would be a lie.
-    } else if (this.knownLength >= 0 && checked.status !== 204 && checked.status !== 304) {
-      this.declaredLength = this.knownLength;
-      framing = "Content-Length: " + this.knownLength + "\r\n";
-    } else if (checked.status === 204 || checked.status === 304) {
-      this.declaredLength = 0;
-    } else if (head.version === "HTTP/1.1") {
-      this.isChunked = true;
-      framing = "Transfer-Encoding: chunked\r\n";
-    } else {
-      conn.closeAfterThisResponse(); // HTTP/1.0 without a length: the close ends the body
-    }
-    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.closeAfterThisResponse();
-    const connection = conn.shouldCloseAfterResponse ? CONNECTION_CLOSE : head.version === "HTTP/1.0" ? CONNECTION_KEEP_ALIVE : CONNECTION_DEFAULT;
-    const bytes = encodeHead(checked, framing, checked.hasDate ? "" : httpDate(), connection);
-    this.committed = true;
-    conn.enqueue(bytes, bytes.length);
-  }
-
-  /** Append body bytes; never past a declared Content-Length (the excess is dropped and the connection closed). */
-  writeBody(chunk: Chunk): void {
-    if (this.isDone || this.isAborted) return;
-    if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
-      throw new TypeError("body chunks must be Uint8Array or string");
-    }
-    let length = chunkByteLength(chunk);
-    if (length === 0) return; // PEP 3333: empty chunks are skipped, and do not send the head
-    if (!this.committed) this.commitHead();
-    if (this.hasNoBody) { this.bytesWritten += length; return; }
-    if (this.declaredLength >= 0 && this.bytesWritten + length > this.declaredLength) {
-      const room = this.declaredLength - this.bytesWritten;
-      this.server.log.error(`${requestLine(this.head)}: the app sent more than its Content-Length of ${this.declaredLength}; the excess is dropped`);
-      this.conn.closeAfterThisResponse();
-      if (room <= 0) return;
-      chunk = (typeof chunk === "string" ? Buffer.from(chunk) : chunk).subarray(0, room);
-      length = room;
-    }
-    this.bytesWritten += length;
-    if (this.isChunked) {
-      const sizeLine = length.toString(16) + "\r\n";
-      this.conn.enqueue(sizeLine, sizeLine.length);
-      this.conn.enqueue(chunk, length);
-      this.conn.enqueue("\r\n", 2);
-    } else {
-      this.conn.enqueue(chunk, length);
-    }
-  }
-
-  endResponse(): void {
-    if (this.isDone || this.isAborted) return;
-    if (!this.committed) {
-      if (this.knownLength < 0) this.knownLength = this.bytesWritten;
-      this.commitHead();
-    }
-    if (!this.hasNoBody && this.declaredLength >= 0 && this.bytesWritten < this.declaredLength) {
-      // The body ran short of its Content-Length: the client must not mistake it for whole.
-      this.server.log.error(`${requestLine(this.head)}: the app sent ${this.bytesWritten} of its Content-Length of ${this.declaredLength} bytes; closing`);
-      this.isDone = true;
-      this.conn.abortExchange(this);
-      return;
-    }
-    if (this.isChunked && !this.hasNoBody) this.conn.enqueue("0\r\n\r\n", 5);
-    this.isDone = true;
-    this.conn.finishExchange(this);
-  }
-
-  /** The app raised (or broke a rule). Before the head went out: an error response; after: abort. */
-  failApp(err: unknown, status = 500): void {
-    if (this.isDone || this.isAborted) return;
-    this.server.log.error(`Error handling request ${requestLine(this.head)}\n${describeError(err)}`);
-    this.failWith(status, this.server.config.exposeTracebacks ? describeError(err) : "");
-  }
-
-  failWith(status: number, detail: string, extraHeaders: [string, string][] = []): void {
-    if (this.isDone || this.isAborted) return;
-    this.isDone = true;
-    if (this.conn.hasSentBytesOf(this)) {
-      this.conn.abortExchange(this);
-      return;
-    }
-    this.status = status;
-    this.conn.discardOutbox();
-    this.conn.closeAfterThisResponse();
-    const reason = REASONS[status] ?? "Error";
-    const body = detail === "" ? `${reason}\n` : `${reason}\n\n${detail}\n`;
-    const bytes = Buffer.from(body);
-    this.bytesWritten = bytes.length;
-    this.conn.enqueueAscii(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\n` +
-        extraHeaders.map(([n, v]) => `${n}: ${v}\r\n`).join("") +
-        `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n`);
-    if (this.head.method !== "HEAD") this.conn.enqueue(bytes, bytes.length);
-    this.conn.finishExchange(this);
-  }
-
-  /** The client went away (or the exchange was cut): stop the app and release it. */
-  abort(): void {
-    if (this.isAborted) return;
-    this.isAborted = true;
-    const onAbort = this.onAbort;
-    this.onAbort = null;
-    onAbort?.();
-  }
-
-  // What an app stage in another file (bridge.ts) reaches through AppExchange: the
-  // exchange's own connection, never another's.
-  describe(): string { return requestLine(this.head); }
-  get bufferedBytes(): number { return this.conn.parser.bufferedBytes; }
-  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean } { return this.conn.readReceivedBody(max); }
-  whenBodyReadable(cb: () => void): void { this.conn.onBodyReadable(cb); }
-  flush(): void { this.conn.flush(); }
-  get isBackedUp(): boolean { return this.conn.isBackedUp; }
-  whenDrained(cb: () => void): void { this.conn.whenDrained(cb); }
-}
-
-function requestLine(head: RequestHead): string {
-  return `${head.method} ${head.target} ${head.version}`;
-}
-
-// ==== 11. Write and backpressure ====
-
-const UTF8 = new TextEncoder();
-
-/** Chunks → one string when all are strings, else one buffer (strings written as UTF-8). */
-function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
-  let isAllStrings = true;
-  for (const c of chunks) if (typeof c !== "string") { isAllStrings = false; break; }
-  if (isAllStrings) return chunks.join("");
-  const out = new Uint8Array(byteLength);
-  let off = 0;
-  for (const c of chunks) {
-    if (typeof c !== "string") {
-      out.set(c, off);
-      off += c.length;
-    } else if (off === 0) {
-      off = UTF8.encodeInto(c, out).written; // at offset 0 no view of `out` is needed
-    } else {
-      off = writeShortAscii(out, off, c);
-    }
-  }
-  return off === byteLength ? out : out.subarray(0, off);
-}
-
-/**
- * Writes c at off and returns the offset after it. Chunk-size lines and CRLFs are short
- * ASCII and are copied by hand: a typed-array view for encodeInto costs more than they do.
- */
-function writeShortAscii(out: Uint8Array, off: number, c: string): number {
-  if (c.length <= 16) {
-    let i = 0;
-    while (i < c.length && c.charCodeAt(i) < 0x80) out[off + i] = c.charCodeAt(i++);
-    if (i === c.length) return off + i;
-  }
-  return off + UTF8.encodeInto(c, out.subarray(off)).written;
-}
-// socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
-// what it did not take waits in `pending` and goes out on `drain`. While anything is
-// pending the app is not asked for more, so a slow reader never makes us hold more than
-// about one flush of its response.
-
-/** The app stage: where an exchange goes once its head is parsed. */
-export interface AppStage {
-  handle(ex: Exchange): void;
-  stop(graceful: boolean): Promise<void>;
-}
+// What socket.data holds: a Conn, with its state, parser, exchange, unsent bytes and one deadline.
+// Its state changes here and nowhere else, through Conn.transition.
 
 type Deadline = "none" | "header" | "body" | "idle" | "linger";
 
@@ -1502,6 +507,12 @@ export class Conn {
     return this.isBodyDone && this.bodyLeftover === null;
   }
 
+  // ---- Write and backpressure ----
+  // socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
+  // what it did not take waits in `pending` and goes out on `drain`. While anything is
+  // pending the app is not asked for more, so a slow reader never makes us hold more than
+  // about one flush of its response.
+
   whenDrained(cb: () => void): void {
     if (this.pending === null) cb();
     else this.drainWaiters.push(cb);
@@ -1590,7 +601,7 @@ export class Conn {
     for (const cb of waiters) cb();
   }
 
-  // ==== 12. Keep-alive, close, timeouts ====
+  // ---- Reading requests; keep-alive, close, timeouts (RFC 9112 §9) ----
 
   onData(bytes: Buffer): void {
     if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
@@ -1915,12 +926,1190 @@ export class Conn {
 
 type Socket = import("bun").Socket<Conn | undefined>;
 
-// ==== 13. Python workers ====
-// Python apps run in supervised worker processes: bridge.ts (the front's side) and
-// worker.py (the worker's). The pool there is an AppStage like the TypeScript one below,
-// and drives each exchange through the AppExchange interface that Exchange implements.
+const UTF8 = new TextEncoder();
 
-// ==== 14. Logging ====
+/** Chunks → one string when all are strings, else one buffer (strings written as UTF-8). */
+function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
+  let isAllStrings = true;
+  for (const c of chunks) if (typeof c !== "string") { isAllStrings = false; break; }
+  if (isAllStrings) return chunks.join("");
+  const out = new Uint8Array(byteLength);
+  let off = 0;
+  for (const c of chunks) {
+    if (typeof c !== "string") {
+      out.set(c, off);
+      off += c.length;
+    } else if (off === 0) {
+      off = UTF8.encodeInto(c, out).written; // at offset 0 no view of `out` is needed
+    } else {
+      off = writeShortAscii(out, off, c);
+    }
+  }
+  return off === byteLength ? out : out.subarray(0, off);
+}
+
+/**
+ * Writes c at off and returns the offset after it. Chunk-size lines and CRLFs are short
+ * ASCII and are copied by hand: a typed-array view for encodeInto costs more than they do.
+ */
+function writeShortAscii(out: Uint8Array, off: number, c: string): number {
+  if (c.length <= 16) {
+    let i = 0;
+    while (i < c.length && c.charCodeAt(i) < 0x80) out[off + i] = c.charCodeAt(i++);
+    if (i === c.length) return off + i;
+  }
+  return off + UTF8.encodeInto(c, out.subarray(off)).written;
+}
+
+// ==== 6. Parse the request: head, then body framing ====
+
+export interface ParserLimits {
+  maxRequestLineBytes: number;
+  maxHeaderFields: number;
+  maxHeaderFieldBytes: number;
+  maxBodyBytes: number;
+}
+
+export interface RequestHead {
+  method: string;
+  target: string;
+  path: string;
+  query: string;
+  version: "HTTP/1.0" | "HTTP/1.1";
+  headers: [name: string, value: string][];
+  contentLength: number;
+  chunked: boolean;
+  keepAlive: boolean;
+  expectContinue: boolean;
+}
+
+export type ParseEvent =
+  | { kind: "need-more" }
+  | { kind: "head"; head: RequestHead }
+  | { kind: "body"; data: Uint8Array }
+  | { kind: "end" }
+  | { kind: "error"; status: number; code: string; message: string };
+
+const NEED_MORE: ParseEvent = Object.freeze({ kind: "need-more" });
+const END: ParseEvent = Object.freeze({ kind: "end" });
+
+type ParserState =
+  | "REQUEST_LINE" // before and in the request line (leading empty lines skipped)
+  | "FIELDS" // header field lines until the blank line
+  | "BODY_LENGTH" // Content-Length bytes left
+  | "CHUNK_SIZE" // chunk-size [ chunk-ext ] CRLF
+  | "CHUNK_DATA" // chunk bytes left
+  | "CHUNK_DATA_END" // the CRLF after chunk data
+  | "TRAILERS" // trailer field lines until the blank line
+  | "HEAD_DONE" // head returned; framing decides the next state
+  | "ERROR";
+
+/**
+ * Incremental, sans-IO HTTP/1.1 request parser (RFC 9112). Feed bytes, then call
+ * next() until "need-more". Each complete line is consumed as soon as it is read, so
+ * feeding byte by byte costs no more than feeding whole. After an error every call
+ * returns the same error: nothing after a bad request is ever read as a request.
+ */
+export class RequestParser {
+  private readonly limits: ParserLimits;
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  // Buffers fed while `buf` still had bytes: joined to it only when a step needs more
+  // than `buf` holds, so a body arriving in many reads is handed out without recopying.
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private state: ParserState = "REQUEST_LINE";
+  private error: ParseEvent | null = null;
+  // The head being read.
+  private head: RequestHead | null = null;
+  private fieldCount = 0;
+  // The body being read.
+  private bodyLeft = 0;
+  private bodyTotal = 0;
+
+  constructor(limits: Partial<ParserLimits> = {}) {
+    this.limits = {
+      maxRequestLineBytes: limits.maxRequestLineBytes ?? DEFAULTS.limitRequestLine,
+      maxHeaderFields: limits.maxHeaderFields ?? DEFAULTS.limitRequestFields,
+      maxHeaderFieldBytes: limits.maxHeaderFieldBytes ?? DEFAULTS.limitRequestFieldSize,
+      maxBodyBytes: limits.maxBodyBytes ?? DEFAULTS.limitRequestBody,
+    };
+  }
+
+  get bufferedBytes(): number {
+    return this.buf.length - this.pos + this.queuedBytes;
+  }
+
+  /** True between a request's first byte and its blank line (the header timeout runs then). */
+  get isInHead(): boolean {
+    return (this.state === "REQUEST_LINE" && this.bufferedBytes > 0) || this.state === "FIELDS";
+  }
+
+  /** Append bytes (copied: the caller may reuse its buffer, and body views handed out must not change). */
+  feed(bytes: Uint8Array): void {
+    this.feedOwned(Buffer.from(bytes));
+  }
+
+  /** Append a buffer the caller gives up (the server's sockets hand over fresh ones): no copy. */
+  feedOwned(bytes: Buffer): void {
+    if (bytes.length === 0 || this.state === "ERROR") return;
+    if (this.pos >= this.buf.length && this.queue.length === 0) {
+      this.buf = bytes;
+      this.pos = 0;
+    } else {
+      this.queue.push(bytes);
+      this.queuedBytes += bytes.length;
+    }
+  }
+
+  next(): ParseEvent {
+    for (;;) {
+      const event = this.step();
+      if (event !== NEED_MORE || this.queue.length === 0) return event;
+      this.takeQueued();
+    }
+  }
+
+  /** Moves the next queued buffer into `buf`, after what is left of it. */
+  private takeQueued(): void {
+    const bytes = this.queue.shift()!;
+    this.queuedBytes -= bytes.length;
+    this.buf = this.pos >= this.buf.length ? bytes : Buffer.concat([this.buf.subarray(this.pos), bytes]);
+    this.pos = 0;
+  }
+
+  private step(): ParseEvent {
+    switch (this.state) {
+      case "REQUEST_LINE":
+      case "FIELDS":
+        return this.readHead();
+      case "HEAD_DONE":
+        return this.startBody();
+      case "BODY_LENGTH":
+        return this.readLengthBody();
+      case "CHUNK_SIZE":
+      case "CHUNK_DATA":
+      case "CHUNK_DATA_END":
+      case "TRAILERS":
+        return this.readChunked();
+      case "ERROR":
+        return this.error!;
+    }
+  }
+
+  private fail(status: number, code: string, message: string): ParseEvent {
+    this.state = "ERROR";
+    this.error = { kind: "error", status, code, message };
+    this.buf = Buffer.alloc(0);
+    this.pos = 0;
+    this.queue = [];
+    this.queuedBytes = 0;
+    return this.error;
+  }
+
+  /**
+   * Find the next CRLF-terminated line. Returns the index of its CR, -1 when the
+   * line is incomplete, or -2 for a bare CR or bare LF (RFC 9112 §2.2: we reject
+   * rather than guess, since peers disagreeing on line ends is how smuggling starts).
+   */
+  private findLineEnd(maxLineBytes: number): number {
+    const buf = this.buf, end = buf.length;
+    let i = this.pos;
+    while (i < end) {
+      const c = buf[i];
+      if (c === CR) break;
+      if (c === LF) return -2;
+      i++;
+    }
+    if (i >= end - 1) return i - this.pos > maxLineBytes ? -3 : -1;
+    return buf[i + 1] === LF ? i : -2;
+  }
+
+  private readHead(): ParseEvent {
+    for (;;) {
+      const isRequestLine = this.state === "REQUEST_LINE";
+      const max = isRequestLine ? this.limits.maxRequestLineBytes : this.limits.maxHeaderFieldBytes;
+      const cr = this.findLineEnd(max);
+      if (cr === -1) return NEED_MORE;
+      if (cr === -2) return this.fail(400, "BARE_CR_OR_LF", "line ends must be CRLF");
+      const start = this.pos;
+      if (cr === -3 || cr - start > max) {
+        return isRequestLine
+          ? this.fail(414, "REQUEST_LINE_TOO_LONG", "request line too long")
+          : this.fail(431, "FIELD_TOO_LARGE", "header field too large");
+      }
+      this.pos = cr + 2;
+      if (isRequestLine) {
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
+        if (cr === start) continue;
+        const err = this.parseRequestLine(start, cr);
+        if (err) return err;
+        this.state = "FIELDS";
+        continue;
+      }
+      if (cr === start) return this.finishHead();
+      const err = this.parseFieldLine(start, cr, this.head!.headers);
+      if (err) return err;
+    }
+  }
+
+  /** request-line = method SP request-target SP HTTP-version (RFC 9112 §3), nothing more. */
+  private parseRequestLine(start: number, end: number): ParseEvent | null {
+    const buf = this.buf;
+    let sp1 = start;
+    while (sp1 < end && IS_TCHAR[buf[sp1]]) sp1++;
+    if (sp1 >= end || buf[sp1] !== SP) return this.fail(400, sp1 === start || sp1 >= end ? "BAD_REQUEST_LINE" : "BAD_METHOD", "malformed request line");
+    if (sp1 === start) return this.fail(400, "BAD_METHOD", "method is not a token");
+    let sp2 = sp1 + 1;
+    while (sp2 < end && IS_TARGET_CHAR[buf[sp2]]) sp2++;
+    if (sp2 >= end || buf[sp2] !== SP) return this.fail(400, "BAD_TARGET", "invalid byte in request target");
+    if (sp2 === sp1 + 1) return this.fail(400, "BAD_TARGET", "empty request target");
+    const version = this.parseVersion(sp2 + 1, end);
+    if (typeof version !== "string") return version;
+    const method = internMethod(buf, start, sp1);
+    const target = latin1(buf, sp1 + 1, sp2);
+    const form = splitTarget(method, target);
+    if (form === null) return this.fail(400, "BAD_TARGET", "request target not allowed for this method");
+    this.head = {
+      method, target, path: form[0], query: form[1], version, headers: [],
+      contentLength: -1, chunked: false, keepAlive: version === "HTTP/1.1", expectContinue: false,
+    };
+    this.fieldCount = 0;
+    return null;
+  }
+
+  /** HTTP-version = "HTTP" "/" DIGIT "." DIGIT (RFC 9112 §2.3); we serve 1.0 and 1.1. */
+  private parseVersion(start: number, end: number): "HTTP/1.0" | "HTTP/1.1" | ParseEvent {
+    const b = this.buf;
+    const wellFormed = end - start === 8 && b[start] === 0x48 && b[start + 1] === 0x54 && b[start + 2] === 0x54 &&
+      b[start + 3] === 0x50 && b[start + 4] === 0x2f && HEX_VALUE[b[start + 5]] >= 0 && b[start + 5] <= 0x39 &&
+      b[start + 6] === 0x2e && HEX_VALUE[b[start + 7]] >= 0 && b[start + 7] <= 0x39;
+    if (!wellFormed) return this.fail(400, "BAD_VERSION", "malformed HTTP version");
+    if (b[start + 5] === 0x31 && b[start + 7] === 0x31) return "HTTP/1.1";
+    if (b[start + 5] === 0x31 && b[start + 7] === 0x30) return "HTTP/1.0";
+    return this.fail(505, "VERSION_NOT_SUPPORTED", "only HTTP/1.0 and HTTP/1.1 are served");
+  }
+
+  /** field-line = field-name ":" OWS field-value OWS (RFC 9112 §5). */
+  private parseFieldLine(start: number, end: number, into: [string, string][]): ParseEvent | null {
+    const buf = this.buf;
+    // RFC 9112 §5.2: obs-fold is rejected; a line starting with whitespace is one.
+    if (isOws(buf[start])) return this.fail(400, "OBS_FOLD", "obsolete line folding");
+    if (++this.fieldCount > this.limits.maxHeaderFields) {
+      return this.fail(431, "TOO_MANY_FIELDS", "too many header fields");
+    }
+    // RFC 9112 §5.1: the name is a token, then the colon, with no whitespace between.
+    let colon = start;
+    while (colon < end && IS_TCHAR[buf[colon]]) colon++;
+    if (colon >= end || buf[colon] !== COLON) {
+      return colon < end ? this.fail(400, "BAD_FIELD_NAME", "header name is not a token") : this.fail(400, "BAD_FIELD", "header field without a colon");
+    }
+    if (colon === start) return this.fail(400, "BAD_FIELD_NAME", "header name is not a token");
+    let a = colon + 1, b = end;
+    while (a < b && isOws(buf[a])) a++;
+    while (b > a && isOws(buf[b - 1])) b--;
+    for (let i = a; i < b; i++) {
+      if (!IS_FIELD_CHAR[buf[i]]) return this.fail(400, "BAD_FIELD_VALUE", "invalid byte in header value");
+    }
+    into.push([internFieldName(buf, start, colon), latin1(buf, a, b)]);
+    return null;
+  }
+
+  /** The blank line: apply the message-level rules, then hand the head out. */
+  private finishHead(): ParseEvent {
+    const head = this.head!;
+    const err = applyHeadRules(head, this.limits.maxBodyBytes);
+    if (err) return this.fail(err.status, err.code, err.message);
+    this.state = "HEAD_DONE";
+    return { kind: "head", head };
+  }
+
+  // ---- Body framing (RFC 9112 §6) ----
+
+  /** RFC 9112 §6.3: chunked, else Content-Length, else no body (requests are never close-delimited). */
+  private startBody(): ParseEvent {
+    const head = this.head!;
+    this.bodyTotal = 0;
+    if (head.chunked) {
+      this.state = "CHUNK_SIZE";
+      return this.readChunked();
+    }
+    if (head.contentLength > 0) {
+      this.bodyLeft = head.contentLength;
+      this.state = "BODY_LENGTH";
+      return this.readLengthBody();
+    }
+    return this.endMessage();
+  }
+
+  private endMessage(): ParseEvent {
+    this.state = "REQUEST_LINE";
+    this.head = null;
+    return END;
+  }
+
+  private takeBody(max: number): Uint8Array {
+    const n = Math.min(max, this.buf.length - this.pos);
+    const data = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return data;
+  }
+
+  private readLengthBody(): ParseEvent {
+    if (this.bodyLeft === 0) return this.endMessage();
+    if (this.pos >= this.buf.length) return NEED_MORE;
+    const data = this.takeBody(this.bodyLeft);
+    this.bodyLeft -= data.length;
+    return { kind: "body", data };
+  }
+
+  /** chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 §7.1). */
+  private readChunked(): ParseEvent {
+    for (;;) {
+      switch (this.state) {
+        case "CHUNK_SIZE": {
+          const cr = this.findLineEnd(MAX_CHUNK_LINE_BYTES);
+          if (cr === -1) return NEED_MORE;
+          if (cr < 0 || cr - this.pos > MAX_CHUNK_LINE_BYTES) return this.fail(400, "BAD_CHUNK", "malformed chunk size line");
+          const size = this.parseChunkSizeLine(this.pos, cr);
+          if (typeof size !== "number") return size;
+          this.pos = cr + 2;
+          if (size === 0) {
+            this.state = "TRAILERS";
+            this.fieldCount = 0;
+            continue;
+          }
+          this.bodyLeft = size;
+          this.state = "CHUNK_DATA";
+          continue;
+        }
+        case "CHUNK_DATA": {
+          if (this.pos >= this.buf.length) return NEED_MORE;
+          const data = this.takeBody(this.bodyLeft);
+          this.bodyLeft -= data.length;
+          if (this.bodyLeft === 0) this.state = "CHUNK_DATA_END";
+          return { kind: "body", data };
+        }
+        case "CHUNK_DATA_END": {
+          if (this.buf.length - this.pos < 2) {
+            if (this.buf.length > this.pos && this.buf[this.pos] !== CR) return this.fail(400, "BAD_CHUNK", "chunk data not followed by CRLF");
+            return NEED_MORE;
+          }
+          if (this.buf[this.pos] !== CR || this.buf[this.pos + 1] !== LF) return this.fail(400, "BAD_CHUNK", "chunk data not followed by CRLF");
+          this.pos += 2;
+          this.state = "CHUNK_SIZE";
+          continue;
+        }
+        case "TRAILERS": {
+          // RFC 9112 §7.1.2: trailer fields are read with the header rules, then dropped.
+          const cr = this.findLineEnd(this.limits.maxHeaderFieldBytes);
+          if (cr === -1) return NEED_MORE;
+          if (cr === -2) return this.fail(400, "BARE_CR_OR_LF", "line ends must be CRLF");
+          if (cr === -3 || cr - this.pos > this.limits.maxHeaderFieldBytes) return this.fail(431, "FIELD_TOO_LARGE", "trailer field too large");
+          const start = this.pos;
+          this.pos = cr + 2;
+          if (cr === start) return this.endMessage();
+          const err = this.parseFieldLine(start, cr, []);
+          if (err) return err;
+          continue;
+        }
+        default:
+          throw new Error(`unreachable parser state ${this.state}`);
+      }
+    }
+  }
+
+  /** chunk-size [ chunk-ext ]: HEXDIG only, then ( BWS ";" BWS name [ BWS "=" BWS value ] )* (RFC 9112 §7.1.1). */
+  private parseChunkSizeLine(start: number, end: number): number | ParseEvent {
+    const buf = this.buf;
+    let i = start, size = 0;
+    while (i < end && HEX_VALUE[buf[i]] >= 0) {
+      if (i - start >= MAX_CHUNK_SIZE_DIGITS) return this.fail(400, "BAD_CHUNK", "chunk size too long");
+      size = size * 16 + HEX_VALUE[buf[i]];
+      i++;
+    }
+    if (i === start) return this.fail(400, "BAD_CHUNK", "chunk size is not hex");
+    if (!this.isValidChunkExtensions(i, end)) return this.fail(400, "BAD_CHUNK", "malformed chunk extension");
+    this.bodyTotal += size;
+    if (this.bodyTotal > this.limits.maxBodyBytes) return this.fail(413, "BODY_TOO_LARGE", "request body too large");
+    return size;
+  }
+
+  private isValidChunkExtensions(i: number, end: number): boolean {
+    const buf = this.buf;
+    const skipBws = () => { while (i < end && isOws(buf[i])) i++; };
+    const skipToken = () => { const s = i; while (i < end && IS_TCHAR[buf[i]]) i++; return i > s; };
+    for (;;) {
+      // BWS is allowed only before a ";" (RFC 9112 §7.1.1): "5 " alone is not a chunk size.
+      if (i === end) return true;
+      skipBws();
+      if (buf[i] !== SEMI || i === end) return false;
+      i++;
+      skipBws();
+      if (!skipToken()) return false;
+      if (i === end) return true;
+      const afterName = i;
+      skipBws();
+      if (buf[i] === SEMI) continue;
+      if (buf[i] !== EQUALS || (i === end && i !== afterName)) return false;
+      i++;
+      skipBws();
+      if (buf[i] === DQUOTE) {
+        i++;
+        for (;;) {
+          if (i >= end) return false;
+          const c = buf[i];
+          if (c === DQUOTE) { i++; break; }
+          if (c === BACKSLASH) {
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            if (i + 1 >= end || !(IS_QDTEXT[buf[i + 1]] || buf[i + 1] === DQUOTE || buf[i + 1] === BACKSLASH)) return false;
+            i += 2;
+            continue;
+          }
+          if (!IS_QDTEXT[c]) return false;
+          i++;
+        }
+      } else if (!skipToken()) {
+        return false;
+      }
+    }
+  }
+}
+
+/**
+ * The request-target forms of RFC 9112 §3.2: origin-form for every method, "*" for
+ * OPTIONS only, authority-form for CONNECT only, absolute-form for any method.
+ * Returns [path, query] or null when the form is not allowed.
+ */
+function splitTarget(method: string, target: string): [string, string] | null {
+  if (method === "CONNECT") {
+    // authority-form = uri-host ":" port; never a path.
+    const colon = target.lastIndexOf(":");
+    if (target[0] === "/" || colon <= 0 || parseDigits(target.slice(colon + 1)) < 0) return null;
+    return ["", ""];
+  }
+  if (target === "*") return method === "OPTIONS" ? ["*", ""] : null;
+  let pathAndQuery = target;
+  if (target.charCodeAt(0) !== 0x2f) {
+    // RFC 9110 §4.2.4: userinfo ("user:pass@") in an http(s) URI is not allowed.
+    const scheme = /^https?:\/\/[^/?@]+(?=[/?]|$)/i.exec(target);
+    if (scheme === null) return null;
+    pathAndQuery = target.slice(scheme[0].length);
+    if (pathAndQuery.charCodeAt(0) !== 0x2f) pathAndQuery = "/" + pathAndQuery;
+  }
+  const q = pathAndQuery.indexOf("?");
+  return q === -1 ? [pathAndQuery, ""] : [pathAndQuery.slice(0, q), pathAndQuery.slice(q + 1)];
+}
+
+/** Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): reg-name, IPv4 or an IP-literal. */
+const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
+function isValidHost(value: string): boolean {
+  return HOST_PATTERN.test(value);
+}
+
+/** Message-level rules on a complete head: Host, framing, Expect, Connection. */
+function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | null {
+  let hosts = 0, contentLength = -1;
+  let transferCodings: string[] | null = null;
+  for (const [name, value] of head.headers) {
+    switch (name) {
+      case "host":
+        // RFC 9112 §3.2: an invalid Host value is answered with 400.
+        if (!isValidHost(value)) return new HttpError(400, "BAD_HOST", "invalid Host header");
+        hosts++;
+        break;
+      case "content-length": {
+        // RFC 9110 §8.6: digits only, or one value repeated. Two field lines are the same as one
+        // list (RFC 9110 §5.3), so both forms agree; different values are refused (RFC 9112 §6.3 ¶5).
+        const n = parseContentLength(value);
+        if (n < 0) return new HttpError(400, "BAD_CONTENT_LENGTH", "invalid Content-Length");
+        if (contentLength !== -1 && contentLength !== n) return new HttpError(400, "BAD_CONTENT_LENGTH", "conflicting Content-Length");
+        contentLength = n;
+        break;
+      }
+      case "transfer-encoding":
+        transferCodings ??= [];
+        for (const coding of splitList(value)) {
+          if (!isToken(coding)) return new HttpError(400, "BAD_TRANSFER_ENCODING", "invalid Transfer-Encoding");
+          transferCodings.push(coding.toLowerCase());
+        }
+        break;
+      case "expect":
+        // RFC 9110 §10.1.1: 100-continue is the only expectation; a 1.0 request's is ignored.
+        if (value.toLowerCase() !== "100-continue") return new HttpError(417, "EXPECTATION_FAILED", "unsupported expectation");
+        head.expectContinue = head.version === "HTTP/1.1";
+        break;
+      case "connection":
+        for (const option of splitList(value)) {
+          const o = option.toLowerCase();
+          if (o === "close") head.keepAlive = false;
+          else if (o === "keep-alive" && head.version === "HTTP/1.0") head.keepAlive = true;
+        }
+        break;
+    }
+  }
+  // RFC 9112 §3.2: a 1.1 request has exactly one Host; more than one is always refused.
+  if (hosts > 1 || (hosts === 0 && head.version === "HTTP/1.1")) return new HttpError(400, "BAD_HOST", "exactly one Host header is required");
+  if (transferCodings !== null) {
+    // RFC 9112 §6.1: Transfer-Encoding is 1.1-only; with Content-Length it is a smuggling attempt.
+    if (head.version === "HTTP/1.0") return new HttpError(400, "TRANSFER_ENCODING_ON_1_0", "Transfer-Encoding in an HTTP/1.0 request");
+    if (contentLength !== -1) return new HttpError(400, "LENGTH_AND_CHUNKED", "both Content-Length and Transfer-Encoding");
+    // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once; such framing is invalid, not unsupported.
+    if (transferCodings.indexOf("chunked") !== transferCodings.lastIndexOf("chunked")) {
+      return new HttpError(400, "CHUNKED_TWICE", "chunked transfer coding applied more than once");
+    }
+    if (transferCodings.length !== 1 || transferCodings[0] !== "chunked") {
+      return new HttpError(501, "UNSUPPORTED_TRANSFER_CODING", "only chunked transfer coding is supported");
+    }
+    head.chunked = true;
+    // RFC 9112 §9.6 ¶6: a chunked request the server cannot frame otherwise forces close on error only.
+  }
+  if (contentLength > maxBodyBytes) return new HttpError(413, "BODY_TOO_LARGE", "request body too large");
+  head.contentLength = contentLength;
+  if (!head.chunked && contentLength <= 0) head.expectContinue = false;
+  return null;
+}
+
+// ==== 7. Environ ====
+
+export interface ConnectionInfo {
+  remoteAddr: string;
+  remotePort: number;
+  serverName: string;
+  serverPort: number;
+  scheme: "http" | "https";
+}
+
+const ENVIRON_KEY_CACHE = new Map<string, string>();
+/** "user-agent" → "HTTP_USER_AGENT" (PEP 3333 / CGI §4.1.18). */
+function environKey(name: string): string {
+  let key = ENVIRON_KEY_CACHE.get(name);
+  if (key === undefined) {
+    key = "HTTP_" + name.toUpperCase().replaceAll("-", "_");
+    if (ENVIRON_KEY_CACHE.size < 2048) ENVIRON_KEY_CACHE.set(name, key);
+  }
+  return key;
+}
+
+/** %XX → the byte, as a latin-1 char; a '%' not followed by two hex digits stays as it is. */
+export function percentDecodeLatin1(s: string): string {
+  if (s.indexOf("%") === -1) return s;
+  let out = "";
+  let last = 0;
+  for (let i = 0; i + 2 < s.length; i++) {
+    if (s.charCodeAt(i) !== 0x25) continue;
+    const c1 = s.charCodeAt(i + 1), c2 = s.charCodeAt(i + 2);
+    if (c1 > 0xff || c2 > 0xff || HEX_VALUE[c1] < 0 || HEX_VALUE[c2] < 0) continue;
+    out += s.slice(last, i) + String.fromCharCode(HEX_VALUE[c1] * 16 + HEX_VALUE[c2]);
+    i += 2;
+    last = i + 1;
+  }
+  return out + s.slice(last);
+}
+
+/**
+ * The CGI part of the PEP 3333 environ: native strings carrying bytes as latin-1.
+ * The wsgi.* keys are added by whoever runs the app (this process or a Python worker).
+ */
+export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName: string): Record<string, string> {
+  let pathInfo = percentDecodeLatin1(head.path);
+  if (scriptName !== "" && (pathInfo === scriptName || pathInfo.startsWith(scriptName + "/"))) {
+    pathInfo = pathInfo.slice(scriptName.length);
+  }
+  const environ: Record<string, string> = {
+    REQUEST_METHOD: head.method,
+    SCRIPT_NAME: scriptName,
+    PATH_INFO: pathInfo,
+    QUERY_STRING: head.query,
+    RAW_URI: head.target,
+    SERVER_NAME: conn.serverName,
+    SERVER_PORT: String(conn.serverPort),
+    SERVER_PROTOCOL: head.version,
+    SERVER_SOFTWARE: SERVER_HEADER,
+    REMOTE_ADDR: conn.remoteAddr,
+    REMOTE_PORT: String(conn.remotePort),
+    "wsgi.url_scheme": conn.scheme,
+  };
+  for (const [name, value] of head.headers) {
+    // A '_' in a name would map onto the same key as '-': X_Forwarded_For could pose as
+    // X-Forwarded-For, so such headers are dropped (as nginx and gunicorn ≥ 22 do).
+    if (name.indexOf("_") !== -1) continue;
+    if (name === "content-length") {
+      // Repeats were checked to be one value (applyHeadRules): the app gets the value that framed
+      // the body, never "5, 5", which no app can read as a length.
+      environ.CONTENT_LENGTH ??= value.indexOf(",") === -1 ? value : String(head.contentLength);
+      continue;
+    }
+    let key: string;
+    if (name === "content-type") key = "CONTENT_TYPE";
+    else key = environKey(name);
+    const previous = environ[key];
+    // RFC 9110 §5.3: repeated fields combine with ", "; Cookie uses "; " (RFC 6265 §5.4).
+    environ[key] = previous === undefined ? value : previous + (name === "cookie" ? "; " : ", ") + value;
+  }
+  return environ;
+}
+
+// ==== 8. start_response and the app (app stages, TypeScript apps) ====
+
+export type Chunk = Uint8Array | string;
+export type WriteFn = (chunk: Chunk) => void;
+export type StartResponse = (status: string, headers: [string, string][], excInfo?: unknown) => WriteFn;
+export type AppBody = (Iterable<Chunk> | AsyncIterable<Chunk>) & { close?: () => void };
+export type Environ = Record<string, any>;
+export type WsgiApp = (environ: Environ, startResponse: StartResponse) => AppBody | Promise<AppBody>;
+
+/** wsgi.input for a TypeScript app: the whole body, already received (within --limit-request-body). */
+export class BytesInput {
+  private pos = 0;
+  constructor(private readonly body: Uint8Array) {}
+
+  read(n?: number): Uint8Array {
+    const end = n === undefined || n < 0 ? this.body.length : Math.min(this.body.length, this.pos + n);
+    const out = this.body.subarray(this.pos, end);
+    this.pos = end;
+    return out;
+  }
+
+  readline(limit = -1): Uint8Array {
+    const nl = this.body.indexOf(LF, this.pos);
+    let end = nl === -1 ? this.body.length : nl + 1;
+    if (limit >= 0) end = Math.min(end, this.pos + limit);
+    const out = this.body.subarray(this.pos, end);
+    this.pos = end;
+    return out;
+  }
+
+  readlines(): Uint8Array[] {
+    return [...this];
+  }
+
+  *[Symbol.iterator](): Iterator<Uint8Array> {
+    for (let line = this.readline(); line.length > 0; line = this.readline()) yield line;
+  }
+}
+
+/** wsgi.errors: lines written by the app go to the error log. */
+function makeErrorStream(log: Logger): { write(s: string): void; writelines(lines: string[]): void; flush(): void } {
+  let partial = "";
+  return {
+    write(s: string) {
+      partial += s;
+      let nl: number;
+      while ((nl = partial.indexOf("\n")) !== -1) {
+        log.error(partial.slice(0, nl));
+        partial = partial.slice(nl + 1);
+      }
+    },
+    writelines(lines: string[]) { for (const l of lines) this.write(l); },
+    flush() { if (partial) { log.error(partial); partial = ""; } },
+  };
+}
+
+/** Byte length of a chunk as it will go on the wire (strings are sent as UTF-8). */
+function chunkByteLength(chunk: Chunk): number {
+  return typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.byteLength;
+}
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return x !== null && typeof x === "object" && typeof (x as any).then === "function";
+}
+
+/**
+ * One run of a TypeScript app for one exchange, PEP 3333 style: call it, then pull its
+ * body chunk by chunk, pausing while the client socket is backed up, and call close()
+ * once whatever happens. A class rather than closures: this runs once per request.
+ */
+class TypeScriptAppRun {
+  private result: AppBody | null = null;
+  private isClosed = false;
+  private isIterationDone = false;
+  private iterator: Iterator<Chunk> | null = null;
+  private asyncIterator: AsyncIterator<Chunk> | null = null;
+  readonly write: WriteFn = (chunk) => this.ex.writeBody(chunk);
+  readonly startResponse: StartResponse = (status, headers, excInfo) => {
+    const ex = this.ex;
+    if (excInfo !== undefined && excInfo !== null) {
+      // PEP 3333: with exc_info after the headers went out, re-raise.
+      if (ex.isHeadCommitted) throw excInfo;
+    } else if (ex.hasResponse) {
+      throw new Error("start_response called a second time without exc_info (PEP 3333)");
+    }
+    ex.setResponse(status, headers);
+    return this.write;
+  };
+
+  constructor(private readonly ex: Exchange, private readonly server: Server) {}
+
+  run(app: WsgiApp, body: Uint8Array): void {
+    const environ = this.ex.environ;
+    environ["wsgi.version"] = [1, 0];
+    environ["wsgi.input"] = new BytesInput(body);
+    environ["wsgi.errors"] = this.server.errorStream;
+    environ["wsgi.multithread"] = false;
+    environ["wsgi.multiprocess"] = false;
+    environ["wsgi.run_once"] = false;
+    // The body is whole before the app runs, so reading to EOF is always safe.
+    environ["wsgi.input_terminated"] = true;
+    this.ex.onAbort = () => this.closeResult();
+    try {
+      const value = app(environ, this.startResponse);
+      if (isThenable(value)) value.then((v) => this.consume(v), (err) => this.fail(err));
+      else this.consume(value);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private consume(value: unknown): void {
+    const result = (this.result = value as AppBody);
+    if (Array.isArray(result)) return this.writeArrayBody(result);
+    if (result !== null && typeof result === "object") {
+      if (typeof (result as any)[Symbol.iterator] === "function") {
+        this.iterator = (result as Iterable<Chunk>)[Symbol.iterator]();
+        return this.pumpSyncIterator();
+      }
+      if (typeof (result as any)[Symbol.asyncIterator] === "function") {
+        this.asyncIterator = (result as AsyncIterable<Chunk>)[Symbol.asyncIterator]();
+        void this.pumpAsyncIterator(this.asyncIterator);
+        return;
+      }
+    }
+    this.fail(new TypeError("the app must return an iterable of Uint8Array or string chunks (PEP 3333)"));
+  }
+
+  /** The whole body is known: give it a Content-Length (as gunicorn does for one-item lists). */
+  private writeArrayBody(chunks: Chunk[]): void {
+    const ex = this.ex;
+    try {
+      if (!ex.isHeadCommitted) {
+        let total = ex.bytesWritten;
+        for (const c of chunks) total += chunkByteLength(c);
+        ex.knownLength = total;
+      }
+      for (const c of chunks) ex.writeBody(c);
+      this.finish();
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private readonly pumpSyncIterator = (): void => {
+    const ex = this.ex, it = this.iterator!;
+    try {
+      for (;;) {
+        if (ex.isAborted) return this.closeResult();
+        const r = it.next();
+        if (r.done) {
+          this.isIterationDone = true;
+          return this.finish();
+        }
+        ex.writeBody(r.value);
+        if (ex.conn.isBackedUp) return ex.conn.whenDrained(this.pumpSyncIterator);
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  };
+
+  private async pumpAsyncIterator(it: AsyncIterator<Chunk>): Promise<void> {
+    const ex = this.ex;
+    try {
+      for (;;) {
+        if (ex.isAborted) return this.closeResult();
+        const r = await it.next();
+        if (r.done) {
+          this.isIterationDone = true;
+          return this.finish();
+        }
+        ex.writeBody(r.value);
+        if (ex.conn.isBackedUp) await new Promise<void>((resolve) => ex.conn.whenDrained(resolve));
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  private finish(): void {
+    if (this.ex.isDone) return this.closeResult();
+    try {
+      this.ex.endResponse();
+    } finally {
+      this.closeResult();
+    }
+  }
+
+  private fail(err: unknown): void {
+    this.closeResult();
+    this.ex.failApp(err);
+  }
+
+  private closeResult(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (!this.isIterationDone) {
+      // An iterator stopped early runs its finally blocks only through return(): the
+      // TypeScript twin of Python's generator.close(), which PEP 3333's close() relies on.
+      try {
+        this.iterator?.return?.();
+        this.asyncIterator?.return?.()?.catch?.(() => {});
+      } catch (err) {
+        this.server.log.error(`return() of the app's body raised: ${describeError(err)}`);
+      }
+    }
+    try {
+      this.result?.close?.();
+    } catch (err) {
+      this.server.log.error(`close() of the app's body raised: ${describeError(err)}`);
+    }
+  }
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) return err.stack ?? `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+/** The app stage: where an exchange goes once its head is parsed. */
+export interface AppStage {
+  handle(ex: Exchange): void;
+  stop(graceful: boolean): Promise<void>;
+}
+
+/** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */
+class TypeScriptStage implements AppStage {
+  constructor(private readonly app: WsgiApp, private readonly server: () => Server) {}
+
+  handle(ex: Exchange): void {
+    const conn = ex.conn;
+    if (conn.hasNoBodyLeft) return new TypeScriptAppRun(ex, this.server()).run(this.app, EMPTY_BODY);
+    const chunks: Uint8Array[] = [];
+    const readMore = (): void => {
+      const { pieces, isEnd } = conn.readReceivedBody(Infinity);
+      chunks.push(...pieces);
+      if (!isEnd) {
+        if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
+        return;
+      }
+      const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
+      new TypeScriptAppRun(ex, this.server()).run(this.app, body);
+    };
+    readMore();
+  }
+
+  async stop(): Promise<void> {}
+}
+
+const EMPTY_BODY = new Uint8Array(0);
+
+// ==== 9. Serialize the response (Exchange) ====
+
+let cachedDateSecond = -1;
+let cachedDate = "";
+/** IMF-fixdate (RFC 9110 §5.6.7), computed at most once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== cachedDateSecond) {
+    cachedDateSecond = second;
+    cachedDate = new Date(now).toUTCString();
+  }
+  return cachedDate;
+}
+
+/** Headers an app must not send (PEP 3333 "hop-by-hop"); the server owns the connection's framing. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"]);
+
+/** What the app asked for, checked: a bad status or header is the app's error (→ 500), never on the wire. */
+interface CheckedResponse {
+  status: number;
+  statusLine: string;
+  headerLines: string;
+  contentLength: number;
+  hasDate: boolean;
+  hasServer: boolean;
+  wantsClose: boolean;
+}
+
+/** Whether s may be sent as a field value or reason phrase: latin-1 (one byte a char), no CTLs but HTAB. */
+function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || !IS_FIELD_CHAR[c]) return false;
+  }
+  return true;
+}
+
+/** The decimal digit at s[i], or -1000 (so any sum with it is out of range). */
+function digitAt(s: string, i: number): number {
+  const d = s.charCodeAt(i) - 0x30;
+  return d >= 0 && d <= 9 ? d : -1000;
+}
+
+function checkResponse(status: unknown, headers: unknown): CheckedResponse {
+  // PEP 3333: status is "NNN Reason-Phrase"; RFC 9112 §4: reason = *( HTAB / SP / VCHAR / obs-text ).
+  if (typeof status !== "string" || status.length < 4 || status.charCodeAt(3) !== SP || !isFieldValue(status)) {
+    throw new TypeError(`invalid status line from app: ${JSON.stringify(status)}`);
+  }
+  const code = digitAt(status, 0) * 100 + digitAt(status, 1) * 10 + digitAt(status, 2);
+  if (code < 200 || code > 599) throw new TypeError(`invalid status code from app: ${JSON.stringify(status)}`);
+  if (!Array.isArray(headers)) throw new TypeError("response headers must be a list of [name, value] pairs");
+  let headerLines = "", contentLength = -1, hasDate = false, hasServer = false, wantsClose = false;
+  for (let i = 0; i < headers.length; i++) {
+    const pair: unknown = headers[i];
+    if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError("each response header must be a [name, value] pair");
+    const name: unknown = pair[0], value: unknown = pair[1];
+    if (typeof name !== "string" || !isToken(name)) throw new TypeError(`invalid response header name: ${JSON.stringify(name)}`);
+    if (typeof value !== "string" || !isFieldValue(value)) throw new TypeError(`invalid value for response header ${name}`);
+    const lower = lowerName(name);
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === "connection" && splitList(value.toLowerCase()).includes("close")) wantsClose = true;
+      continue;
+    }
+    if (lower === "content-length") {
+      const n = parseDigits(trimOws(value));
+      if (n < 0 || (contentLength !== -1 && n !== contentLength)) throw new TypeError(`invalid Content-Length from app: ${JSON.stringify(value)}`);
+      if (contentLength !== -1) continue;
+      contentLength = n;
+      if (code === 204) continue; // RFC 9110 §8.6: never on a 204
+    } else if (lower === "date") hasDate = true;
+    else if (lower === "server") hasServer = true;
+    headerLines += name + ": " + value + "\r\n";
+  }
+  return { status: code, statusLine: status, headerLines, contentLength, hasDate, hasServer, wantsClose };
+}
+
+/**
+ * The last response head checked and encoded. An app answers most requests of a route with
+ * the same status and headers, so while they match the last ones (compared string by
+ * string, no rule skipped for a different value), the checked result and its bytes are reused.
+ */
+const lastHead = {
+  status: null as unknown,
+  names: [] as unknown[],
+  values: [] as unknown[],
+  checked: null as CheckedResponse | null,
+  framing: "",
+  date: "",
+  connection: -1,
+  bytes: new Uint8Array(0),
+};
+
+function checkResponseCached(status: unknown, headers: unknown): CheckedResponse {
+  if (lastHead.checked !== null && status === lastHead.status && isSameHeaders(headers)) return lastHead.checked;
+  const checked = checkResponse(status, headers);
+  const pairs = headers as [string, string][]; // checkResponse threw unless it is a list of string pairs
+  lastHead.status = status;
+  lastHead.names = pairs.map((pair) => pair[0]);
+  lastHead.values = pairs.map((pair) => pair[1]);
+  lastHead.checked = checked;
+  lastHead.connection = -1; // the bytes are for the previous checked result
+  return checked;
+}
+
+function isSameHeaders(headers: unknown): boolean {
+  if (!Array.isArray(headers) || headers.length !== lastHead.names.length) return false;
+  for (let i = 0; i < headers.length; i++) {
+    const pair: unknown = headers[i];
+    if (!Array.isArray(pair) || pair.length !== 2 || pair[0] !== lastHead.names[i] || pair[1] !== lastHead.values[i]) return false;
+  }
+  return true;
+}
+
+const CONNECTION_DEFAULT = 0, CONNECTION_CLOSE = 1, CONNECTION_KEEP_ALIVE = 2;
+const CONNECTION_LINES = ["", "Connection: close\r\n", "Connection: keep-alive\r\n"];
+
+/** The head's bytes: the status line, the app's headers, then framing, Date, Server and Connection as needed. */
+function encodeHead(checked: CheckedResponse, framing: string, date: string, connection: number): Uint8Array {
+  if (checked === lastHead.checked && connection === lastHead.connection && framing === lastHead.framing && date === lastHead.date) {
+    return lastHead.bytes;
+  }
+  let text = "HTTP/1.1 " + checked.statusLine + "\r\n" + checked.headerLines + framing;
+  if (date !== "") text += "Date: " + date + "\r\n";
+  if (!checked.hasServer) text += "Server: " + SERVER_HEADER + "\r\n";
+  text += CONNECTION_LINES[connection] + "\r\n";
+  const bytes = Buffer.from(text, "latin1"); // an ASCII head is the same in latin-1
+  if (checked === lastHead.checked) {
+    lastHead.framing = framing;
+    lastHead.date = date;
+    lastHead.connection = connection;
+    lastHead.bytes = bytes; // shared by later responses: nothing writes into a queued chunk
+  }
+  return bytes;
+}
+
+/** A request we refuse before any app runs: short plain text, then close (RFC 9112 §9.6). */
+function serializeRejection(status: number, message: string): string {
+  const body = `${REASONS[status] ?? "Error"}: ${message}\n`;
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+    `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/**
+ * One request and its response. The app stage (a TypeScript app here, a Python worker
+ * in bridge.ts) calls setResponse, writeBody and endResponse or failApp; the exchange
+ * turns them into bytes with the right framing and hands them to its connection.
+ */
+export class Exchange implements AppExchange {
+  environ: Environ;
+  onAbort: (() => void) | null = null;
+  knownLength = -1; // set by a runner that knows the whole body's size
+  bytesWritten = 0;
+  isDone = false;
+  isAborted = false;
+  private response: [string, [string, string][]] | null = null;
+  private committed = false;
+  private declaredLength = -1;
+  private isChunked = false;
+  private hasNoBody = false;
+  private status = 0;
+  readonly startedAt = performance.now();
+
+  constructor(readonly conn: Conn, readonly head: RequestHead, readonly server: Server) {
+    this.environ = buildEnviron(head, conn.info, server.config.rootPath);
+  }
+
+  get hasResponse(): boolean { return this.response !== null; }
+  get isHeadCommitted(): boolean { return this.committed; }
+  get statusCode(): number { return this.status; }
+
+  setResponse(status: string, headers: [string, string][]): void {
+    this.response = [status, headers];
+  }
+
+  /** The head goes out with the first body bytes (PEP 3333: not before), framing chosen then. */
+  private commitHead(): void {
+    if (this.response === null) throw new Error("the app wrote a body before calling start_response");
+    const checked = checkResponseCached(this.response[0], this.response[1]);
+    const head = this.head, conn = this.conn;
+    this.status = checked.status;
+    // RFC 9110 §6.4.1: no body for HEAD, 204 and 304.
+    this.hasNoBody = head.method === "HEAD" || checked.status === 204 || checked.status === 304;
+    let framing = "";
+    if (checked.contentLength >= 0) {
+      this.declaredLength = checked.contentLength;
+    } else if (this.knownLength === 0 && head.method === "HEAD") {
+      // RFC 9110 §9.3.2: a HEAD answer carries the length GET would have, or none. An app that
+      // skips the body for HEAD says nothing of that length, so "Content-Length: 0" would be a lie.
+    } else if (this.knownLength >= 0 && checked.status !== 204 && checked.status !== 304) {
+      this.declaredLength = this.knownLength;
+      framing = "Content-Length: " + this.knownLength + "\r\n";
+    } else if (checked.status === 204 || checked.status === 304) {
+      this.declaredLength = 0;
+    } else if (head.version === "HTTP/1.1") {
+      this.isChunked = true;
+      framing = "Transfer-Encoding: chunked\r\n";
+    } else {
+      conn.closeAfterThisResponse(); // HTTP/1.0 without a length: the close ends the body
+    }
+    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.closeAfterThisResponse();
+    const connection = conn.shouldCloseAfterResponse ? CONNECTION_CLOSE : head.version === "HTTP/1.0" ? CONNECTION_KEEP_ALIVE : CONNECTION_DEFAULT;
+    const bytes = encodeHead(checked, framing, checked.hasDate ? "" : httpDate(), connection);
+    this.committed = true;
+    conn.enqueue(bytes, bytes.length);
+  }
+
+  /** Append body bytes; never past a declared Content-Length (the excess is dropped and the connection closed). */
+  writeBody(chunk: Chunk): void {
+    if (this.isDone || this.isAborted) return;
+    if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
+      throw new TypeError("body chunks must be Uint8Array or string");
+    }
+    let length = chunkByteLength(chunk);
+    if (length === 0) return; // PEP 3333: empty chunks are skipped, and do not send the head
+    if (!this.committed) this.commitHead();
+    if (this.hasNoBody) { this.bytesWritten += length; return; }
+    if (this.declaredLength >= 0 && this.bytesWritten + length > this.declaredLength) {
+      const room = this.declaredLength - this.bytesWritten;
+      this.server.log.error(`${requestLine(this.head)}: the app sent more than its Content-Length of ${this.declaredLength}; the excess is dropped`);
+      this.conn.closeAfterThisResponse();
+      if (room <= 0) return;
+      chunk = (typeof chunk === "string" ? Buffer.from(chunk) : chunk).subarray(0, room);
+      length = room;
+    }
+    this.bytesWritten += length;
+    if (this.isChunked) {
+      const sizeLine = length.toString(16) + "\r\n";
+      this.conn.enqueue(sizeLine, sizeLine.length);
+      this.conn.enqueue(chunk, length);
+      this.conn.enqueue("\r\n", 2);
+    } else {
+      this.conn.enqueue(chunk, length);
+    }
+  }
+
+  endResponse(): void {
+    if (this.isDone || this.isAborted) return;
+    if (!this.committed) {
+      if (this.knownLength < 0) this.knownLength = this.bytesWritten;
+      this.commitHead();
+    }
+    if (!this.hasNoBody && this.declaredLength >= 0 && this.bytesWritten < this.declaredLength) {
+      // The body ran short of its Content-Length: the client must not mistake it for whole.
+      this.server.log.error(`${requestLine(this.head)}: the app sent ${this.bytesWritten} of its Content-Length of ${this.declaredLength} bytes; closing`);
+      this.isDone = true;
+      this.conn.abortExchange(this);
+      return;
+    }
+    if (this.isChunked && !this.hasNoBody) this.conn.enqueue("0\r\n\r\n", 5);
+    this.isDone = true;
+    this.conn.finishExchange(this);
+  }
+
+  /** The app raised (or broke a rule). Before the head went out: an error response; after: abort. */
+  failApp(err: unknown, status = 500): void {
+    if (this.isDone || this.isAborted) return;
+    this.server.log.error(`Error handling request ${requestLine(this.head)}\n${describeError(err)}`);
+    this.failWith(status, this.server.config.exposeTracebacks ? describeError(err) : "");
+  }
+
+  failWith(status: number, detail: string, extraHeaders: [string, string][] = []): void {
+    if (this.isDone || this.isAborted) return;
+    this.isDone = true;
+    if (this.conn.hasSentBytesOf(this)) {
+      this.conn.abortExchange(this);
+      return;
+    }
+    this.status = status;
+    this.conn.discardOutbox();
+    this.conn.closeAfterThisResponse();
+    const reason = REASONS[status] ?? "Error";
+    const body = detail === "" ? `${reason}\n` : `${reason}\n\n${detail}\n`;
+    const bytes = Buffer.from(body);
+    this.bytesWritten = bytes.length;
+    this.conn.enqueueAscii(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${bytes.length}\r\n` +
+        extraHeaders.map(([n, v]) => `${n}: ${v}\r\n`).join("") +
+        `Date: ${httpDate()}\r\nServer: ${SERVER_HEADER}\r\nConnection: close\r\n\r\n`);
+    if (this.head.method !== "HEAD") this.conn.enqueue(bytes, bytes.length);
+    this.conn.finishExchange(this);
+  }
+
+  /** The client went away (or the exchange was cut): stop the app and release it. */
+  abort(): void {
+    if (this.isAborted) return;
+    this.isAborted = true;
+    const onAbort = this.onAbort;
+    this.onAbort = null;
+    onAbort?.();
+  }
+
+  // What an app stage in another file (bridge.ts) reaches through AppExchange: the
+  // exchange's own connection, never another's.
+  describe(): string { return requestLine(this.head); }
+  get bufferedBytes(): number { return this.conn.parser.bufferedBytes; }
+  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean } { return this.conn.readReceivedBody(max); }
+  whenBodyReadable(cb: () => void): void { this.conn.onBodyReadable(cb); }
+  flush(): void { this.conn.flush(); }
+  get isBackedUp(): boolean { return this.conn.isBackedUp; }
+  whenDrained(cb: () => void): void { this.conn.whenDrained(cb); }
+}
+
+function requestLine(head: RequestHead): string {
+  return `${head.method} ${head.target} ${head.version}`;
+}
+
+// ==== 10. Logging ====
 
 const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -2009,7 +2198,7 @@ function formatAccessLine(ex: Exchange): string {
   return `${ex.conn.info.remoteAddr} - - ${time} "${quoted(requestLine(ex.head))}" ${ex.statusCode || "-"} ${ex.bytesWritten || "-"} "${quoted(e.HTTP_REFERER)}" "${quoted(e.HTTP_USER_AGENT)}"`;
 }
 
-// ==== 15. Config and CLI ====
+// ==== 11. Config and CLI ====
 
 export interface Config {
   app: string;
@@ -2251,198 +2440,7 @@ export function parseBind(bind: string): BindAddress {
   return { hostname, port };
 }
 
-// ==== 16. Main ====
-
-/** Everything a connection needs from the server it belongs to. */
-export class Server {
-  readonly conns = new Set<Conn>();
-  readonly parked: Conn[] = [];
-  readonly parserLimits: ParserLimits;
-  readonly errorStream: ReturnType<typeof makeErrorStream>;
-  readonly ports: number[] = [];
-  isShuttingDown = false;
-  now = Date.now();
-  private listeners: { stop(closeActive?: boolean): void }[] = [];
-  private ticker: ReturnType<typeof setInterval> | null = null;
-  private inFlightCount = 0;
-  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
-    this.parserLimits = {
-      maxRequestLineBytes: config.limitRequestLine,
-      maxHeaderFields: config.limitRequestFields,
-      maxHeaderFieldBytes: config.limitRequestFieldSize,
-      maxBodyBytes: config.limitRequestBody,
-    };
-    this.errorStream = makeErrorStream(log);
-  }
-
-  /** Exchanges between their head and their end, on every connection. */
-  get inFlight(): number {
-    return this.inFlightCount;
-  }
-
-  exchangeStarted(): void {
-    this.inFlightCount++;
-  }
-
-  exchangeEnded(): void {
-    this.inFlightCount--;
-  }
-
-  logAccess(ex: Exchange): void {
-    this.accessLog?.write(formatAccessLine(ex));
-  }
-
-  listen(): void {
-    const server = this;
-    const handlers = {
-      open(socket: Socket) { server.acceptConnection(socket); },
-      data(socket: Socket, bytes: Buffer) { socket.data?.onData(bytes); },
-      drain(socket: Socket) { socket.data?.onDrain(); },
-      end(socket: Socket) { socket.data?.onPeerEnd(); },
-      close(socket: Socket) { socket.data?.onClose(); },
-      error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
-    };
-    try {
-      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
-    } catch (err) {
-      // One bind refused: release the others, so a start that failed holds no port.
-      for (const listener of this.listeners) listener.stop(true);
-      this.listeners = [];
-      this.ports.length = 0;
-      throw err;
-    }
-    this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
-  }
-
-  /** Bind one address; a refusal is a StartupError naming the address and the reason (EADDRINUSE, EACCES, ENOENT...). */
-  private listenOn(address: BindAddress, handlers: object): void {
-    let listener: { port: number; stop(closeActive?: boolean): void };
-    try {
-      if ("unix" in address) {
-        removeStaleUnixSocket(address.unix);
-        listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
-      } else {
-        listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
-      }
-    } catch (err) {
-      if (err instanceof StartupError) throw err;
-      throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
-    }
-    this.listeners.push(listener);
-    if ("unix" in address) {
-      this.ports.push(0);
-      this.log.info(`Listening at: unix:${address.unix}`);
-    } else {
-      this.ports.push(listener.port);
-      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
-    }
-  }
-
-  private acceptConnection(socket: Socket): void {
-    const local = socket as any;
-    const info: ConnectionInfo = {
-      remoteAddr: socket.remoteAddress ?? "",
-      remotePort: local.remotePort ?? 0,
-      serverName: local.localAddress ?? "localhost",
-      serverPort: local.localPort ?? 0,
-      scheme: "http",
-    };
-    const conn = new Conn(socket, this, info);
-    socket.data = conn;
-    if (this.isShuttingDown) return conn.close();
-    if (this.conns.size >= this.config.maxConnections) {
-      // Over the limit: hold the connection unread, like a listen backlog, until one closes.
-      conn.park();
-      this.parked.push(conn);
-      return;
-    }
-    this.conns.add(conn);
-    conn.setDeadline("header", this.config.headerTimeoutS);
-  }
-
-  forgetParkedConnection(conn: Conn): void {
-    const i = this.parked.indexOf(conn);
-    if (i !== -1) this.parked.splice(i, 1);
-  }
-
-  /** A connection closed: its slot goes to the longest-parked connection still open. */
-  forgetConnection(conn: Conn): void {
-    this.conns.delete(conn);
-    while (this.parked.length > 0 && this.conns.size < this.config.maxConnections && !this.isShuttingDown) {
-      const next = this.parked.shift()!;
-      if (next.isClosed) continue;
-      this.conns.add(next);
-      next.unpark();
-    }
-  }
-
-  private checkDeadlines(): void {
-    this.now = Date.now();
-    for (const conn of this.conns) {
-      if (conn.deadline !== 0 && this.now >= conn.deadline) conn.onDeadline();
-    }
-  }
-
-  /** Stop accepting; let in-flight requests finish within the graceful timeout (or cut them when not graceful). */
-  async stop(graceful = true): Promise<void> {
-    if (this.isShuttingDown && graceful) return;
-    this.isShuttingDown = true;
-    for (const l of this.listeners) l.stop(false);
-    for (const conn of [...this.parked]) conn.close();
-    for (const conn of [...this.conns]) {
-      if (conn.exchange === null) conn.closeWhenWritten();
-      else conn.closeAfterThisResponse();
-    }
-    const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);
-    while (this.conns.size > 0 && Date.now() < deadline) await Bun.sleep(20);
-    for (const conn of [...this.conns]) conn.close();
-    if (this.ticker !== null) clearInterval(this.ticker);
-    await this.app.stop(graceful);
-    this.accessLog?.flush();
-    this.log.flush();
-  }
-}
-
-/**
- * A socket file left by an earlier run makes the bind fail with EADDRINUSE, so it goes;
- * anything else at that path is the user's file and is never deleted (gunicorn refuses it too).
- */
-function removeStaleUnixSocket(file: string): void {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(file);
-  } catch {
-    return; // not there (or not reachable: the bind will say why)
-  }
-  if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
-  fs.unlinkSync(file);
-}
-
-/** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */
-class TypeScriptStage implements AppStage {
-  constructor(private readonly app: WsgiApp, private readonly server: () => Server) {}
-
-  handle(ex: Exchange): void {
-    const conn = ex.conn;
-    if (conn.hasNoBodyLeft) return new TypeScriptAppRun(ex, this.server()).run(this.app, EMPTY_BODY);
-    const chunks: Uint8Array[] = [];
-    const readMore = (): void => {
-      const { pieces, isEnd } = conn.readReceivedBody(Infinity);
-      chunks.push(...pieces);
-      if (!isEnd) {
-        if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
-        return;
-      }
-      const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
-      new TypeScriptAppRun(ex, this.server()).run(this.app, body);
-    };
-    readMore();
-  }
-
-  async stop(): Promise<void> {}
-}
-
-const EMPTY_BODY = new Uint8Array(0);
+// ==== 12. Main ====
 
 export function isTypeScriptAppSpec(spec: string): boolean {
   return /\.(ts|tsx|js|mjs|cjs|jsx)(:[A-Za-z_$][\w$]*)?$/.test(spec);
