@@ -333,6 +333,8 @@ export class Server {
   }
 
   private acceptConnection(socket: Socket): void {
+    // TLS and the PROXY protocol go here, before the Conn exists: a PROXY line is read first
+    // and fixes remoteAddr, then socket.upgradeTLS() (see bun-notes.md); scheme follows.
     const local = socket as any;
     const info: ConnectionInfo = {
       remoteAddr: socket.remoteAddress ?? "",
@@ -1771,6 +1773,8 @@ function describeError(err: unknown): string {
 }
 
 /** The app stage: where an exchange goes once its head is parsed. */
+// Static files and request buffering are stages before the app: each an AppStage that
+// answers the exchange itself or hands it to the next, ending at the app's stage.
 export interface AppStage {
   handle(ex: Exchange): void;
   stop(graceful: boolean): Promise<void>;
@@ -2198,6 +2202,9 @@ function formatAccessLine(ex: Exchange): string {
   return `${ex.conn.info.remoteAddr} - - ${time} "${quoted(requestLine(ex.head))}" ${ex.statusCode || "-"} ${ex.bytesWritten || "-"} "${quoted(e.HTTP_REFERER)}" "${quoted(e.HTTP_USER_AGENT)}"`;
 }
 
+// Metrics go here, beside the access log: counted from the same ended exchange that
+// Server.logAccess is given (Conn.endExchange is the one place that calls it).
+
 // ==== 11. Config and CLI ====
 
 export interface Config {
@@ -2371,6 +2378,8 @@ function parseFlagValue(spec: FlagSpec, flag: string, raw: string): number | str
 }
 
 /** Parse argv (without the program) into a Config; a bad flag or value is a UsageError (exit 2). */
+// The config file goes here, beside the flags: its settings are FLAGS entries, parsed and
+// validated by parseFlagValue like a flag's value (exit 2), with the command line winning.
 export function parseArgs(argv: string[]): Config & { showVersion: boolean; showHelp: boolean } {
   const config = defaultConfig();
   const result = { ...config, showVersion: false, showHelp: false };
