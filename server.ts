@@ -815,7 +815,9 @@ export class Conn {
 
   /** No more requests are read: send what is queued, then close with FIN (a lingering close). */
   private closeAfterFlush(): void {
-    if (!this.isEnding) this.transition("WRITING_LAST");
+    // Already ending (Server.stop asks every connection): its linger deadline must stand.
+    if (this.isEnding) return;
+    this.transition("WRITING_LAST");
     this.setDeadline("none", 0);
     this.applyReadBackpressure(); // a paused socket would keep unread bytes in the kernel
     if (this.pending === null) this.closeLingering();
