@@ -5,20 +5,22 @@
  * One process owns every HTTP connection (Bun.listen raw sockets); a request goes
  * parse → environ → app → serialize → write, then keep-alive or close. Apps written
  * in TypeScript run in this process; Python WSGI apps run in supervised worker
- * processes that speak a small framed protocol over a Unix socket (section 13).
+ * processes that speak a small framed protocol over socketpairs (bridge.ts, worker.py).
  *
- * Sections, in the order of a request's life:
- *    1. Constants and limits          9. start_response and the app (TypeScript apps)
- *    2. Errors                        10. Serialize the response
- *    3. Bytes and grammar             11. Write and backpressure
- *    4. Listen and accept             12. Keep-alive, close, timeouts
- *    5. Connection state              13. Python workers
- *    6. Parse the head                14. Logging
- *    7. Body framing                  15. Config and CLI
- *    8. Environ                       16. Main
+ * Sections (`grep -n "^// ====" server.ts`), in the order of a request's life; the
+ * indented parts live inside a class and open with a `// ----` banner there:
+ *    1. Constants and limits                 6. Parse the request (RequestParser)
+ *    2. Errors                                    - Body framing
+ *    3. Bytes and grammar                    7. Environ
+ *    4. Listen and accept (Server)           8. start_response and the app (app stages)
+ *    5. Connection state (Conn)              9. Serialize the response (Exchange)
+ *         - Write and backpressure          10. Logging
+ *         - Reading requests; keep-alive,   11. Config and CLI
+ *           close, timeouts                 12. Main
+ * Python workers are in bridge.ts (the front's side, an app stage) and worker.py.
  *
  * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
- * bytes and returns events), and a connection's state changes only in section 12.
+ * bytes and returns events), and a connection's state changes only in section 5.
  */
 
 import fs from "node:fs";
@@ -247,13 +249,728 @@ function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 // ==== 4. Listen and accept ====
-// (Bun.listen is called from startServer in section 12; its handlers only delegate to the
-//  connection functions there, so the order of a request's life stays readable below.)
+// The Server: its listeners (Bun.listen handlers only delegate to Conn), the accepted
+// connections and the parked ones, the deadline ticker, and the graceful stop.
+
+/** Everything a connection needs from the server it belongs to. */
+export class Server {
+  readonly conns = new Set<Conn>();
+  readonly parked: Conn[] = [];
+  readonly parserLimits: ParserLimits;
+  readonly errorStream: ReturnType<typeof makeErrorStream>;
+  readonly ports: number[] = [];
+  isShuttingDown = false;
+  now = Date.now();
+  private listeners: { stop(closeActive?: boolean): void }[] = [];
+  private ticker: ReturnType<typeof setInterval> | null = null;
+  private inFlightCount = 0;
+  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
+    this.parserLimits = {
+      maxRequestLineBytes: config.limitRequestLine,
+      maxHeaderFields: config.limitRequestFields,
+      maxHeaderFieldBytes: config.limitRequestFieldSize,
+      maxBodyBytes: config.limitRequestBody,
+    };
+    this.errorStream = makeErrorStream(log);
+  }
+
+  /** Exchanges between their head and their end, on every connection. */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  exchangeStarted(): void {
+    this.inFlightCount++;
+  }
+
+  exchangeEnded(): void {
+    this.inFlightCount--;
+  }
+
+  logAccess(ex: Exchange): void {
+    this.accessLog?.write(formatAccessLine(ex));
+  }
+
+  listen(): void {
+    const server = this;
+    const handlers = {
+      open(socket: Socket) { server.acceptConnection(socket); },
+      data(socket: Socket, bytes: Buffer) { socket.data?.onData(bytes); },
+      drain(socket: Socket) { socket.data?.onDrain(); },
+      end(socket: Socket) { socket.data?.onPeerEnd(); },
+      close(socket: Socket) { socket.data?.onClose(); },
+      error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
+    };
+    try {
+      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
+    } catch (err) {
+      // One bind refused: release the others, so a start that failed holds no port.
+      for (const listener of this.listeners) listener.stop(true);
+      this.listeners = [];
+      this.ports.length = 0;
+      throw err;
+    }
+    this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
+  }
+
+  /** Bind one address; a refusal is a StartupError naming the address and the reason (EADDRINUSE, EACCES, ENOENT...). */
+  private listenOn(address: BindAddress, handlers: object): void {
+    let listener: { port: number; stop(closeActive?: boolean): void };
+    try {
+      if ("unix" in address) {
+        removeStaleUnixSocket(address.unix);
+        listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
+      } else {
+        listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
+      }
+    } catch (err) {
+      if (err instanceof StartupError) throw err;
+      throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
+    }
+    this.listeners.push(listener);
+    if ("unix" in address) {
+      this.ports.push(0);
+      this.log.info(`Listening at: unix:${address.unix}`);
+    } else {
+      this.ports.push(listener.port);
+      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
+    }
+  }
+
+  private acceptConnection(socket: Socket): void {
+    // TLS and the PROXY protocol go here, before the Conn exists: a PROXY line is read first
+    // and fixes remoteAddr, then socket.upgradeTLS() (see bun-notes.md); scheme follows.
+    const local = socket as any;
+    const info: ConnectionInfo = {
+      remoteAddr: socket.remoteAddress ?? "",
+      remotePort: local.remotePort ?? 0,
+      serverName: local.localAddress ?? "localhost",
+      serverPort: local.localPort ?? 0,
+      scheme: "http",
+    };
+    const conn = new Conn(socket, this, info);
+    socket.data = conn;
+    if (this.isShuttingDown) return conn.close();
+    if (this.conns.size >= this.config.maxConnections) {
+      // Over the limit: hold the connection unread, like a listen backlog, until one closes.
+      conn.park();
+      this.parked.push(conn);
+      return;
+    }
+    this.conns.add(conn);
+    conn.setDeadline("header", this.config.headerTimeoutS);
+  }
+
+  forgetParkedConnection(conn: Conn): void {
+    const i = this.parked.indexOf(conn);
+    if (i !== -1) this.parked.splice(i, 1);
+  }
+
+  /** A connection closed: its slot goes to the longest-parked connection still open. */
+  forgetConnection(conn: Conn): void {
+    this.conns.delete(conn);
+    while (this.parked.length > 0 && this.conns.size < this.config.maxConnections && !this.isShuttingDown) {
+      const next = this.parked.shift()!;
+      if (next.isClosed) continue;
+      this.conns.add(next);
+      next.unpark();
+    }
+  }
+
+  private checkDeadlines(): void {
+    this.now = Date.now();
+    for (const conn of this.conns) {
+      if (conn.deadline !== 0 && this.now >= conn.deadline) conn.onDeadline();
+    }
+  }
+
+  /** Stop accepting; let in-flight requests finish within the graceful timeout (or cut them when not graceful). */
+  async stop(graceful = true): Promise<void> {
+    if (this.isShuttingDown && graceful) return;
+    this.isShuttingDown = true;
+    for (const l of this.listeners) l.stop(false);
+    for (const conn of [...this.parked]) conn.close();
+    for (const conn of [...this.conns]) {
+      if (conn.exchange === null) conn.closeWhenWritten();
+      else conn.closeAfterThisResponse();
+    }
+    const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);
+    while (this.conns.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+    for (const conn of [...this.conns]) conn.close();
+    if (this.ticker !== null) clearInterval(this.ticker);
+    await this.app.stop(graceful);
+    this.accessLog?.flush();
+    this.log.flush();
+  }
+}
+
+/**
+ * A socket file left by an earlier run makes the bind fail with EADDRINUSE, so it goes;
+ * anything else at that path is the user's file and is never deleted (gunicorn refuses it too).
+ */
+function removeStaleUnixSocket(file: string): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return; // not there (or not reachable: the bind will say why)
+  }
+  if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
+  fs.unlinkSync(file);
+}
 
 // ==== 5. Connection state ====
-// See `Conn` in section 12: the parser, the exchange in progress, the unsent bytes, one deadline.
+// What socket.data holds: a Conn, with its state, parser, exchange, unsent bytes and one deadline.
+// Its state changes here and nowhere else, through Conn.transition.
 
-// ==== 6. Parse the head ====
+type Deadline = "none" | "header" | "body" | "idle" | "linger";
+
+/** How an exchange ended: the response whole, the response cut, or the client gone first. */
+type ExchangeEnding = "finished" | "aborted" | "client-gone";
+
+/**
+ * Where a connection is in its life. Every change goes through Conn.transition, which
+ * refuses an edge missing from CONN_TRANSITIONS (h11's _state.py: a missing entry is a bug).
+ * Facts that hold in several states stay flags beside it: the peer's FIN (hasPeerEnded),
+ * reading paused for backpressure (isPaused), unsent bytes (pending), the request body's progress.
+ */
+type ConnState =
+  | "READING_HEAD" // no exchange: waiting for, or reading, the next request head
+  | "IN_EXCHANGE" // a request is with the app: its body is read, its response written (`exchange` is set)
+  | "WRITING_LAST" // no more requests are read: what is queued goes out, then FIN
+  | "LINGERING" // FIN sent: what the client still sends is read and dropped (RFC 9112 §9.6)
+  | "PARKED" // accepted over --max-connections: held unread until a connection closes
+  | "CLOSED"; // the socket is gone
+
+const CONN_TRANSITIONS: { readonly [from in ConnState]: readonly ConnState[] } = {
+  READING_HEAD: ["IN_EXCHANGE", "WRITING_LAST", "PARKED", "CLOSED"],
+  IN_EXCHANGE: ["READING_HEAD", "WRITING_LAST", "CLOSED"],
+  WRITING_LAST: ["LINGERING", "CLOSED"],
+  LINGERING: ["CLOSED"],
+  PARKED: ["READING_HEAD", "CLOSED"],
+  CLOSED: [],
+};
+
+/** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
+export class Conn {
+  readonly parser: RequestParser;
+  exchange: Exchange | null = null;
+  private state: ConnState = "READING_HEAD";
+  private isClosingAfterResponse = false;
+  deadline = 0;
+  deadlineKind: Deadline = "none";
+  private outbox: Chunk[] = [];
+  private outboxBytes = 0;
+  private isFlushQueued = false;
+  private pending: Uint8Array | null = null;
+  private lastDrainAt = 0;
+  private drainWaiters: (() => void)[] = [];
+  private isPumping = false;
+  private isPaused = false;
+  private discardedBytes = 0;
+  private hasPeerEnded = false;
+  private exchangeBytesFlushed = false;
+  private isBodyDone = true;
+  private hasSentContinue = false;
+  private bodyLeftover: Uint8Array | null = null;
+  private bodyWaiter: (() => void) | null = null;
+
+  constructor(readonly socket: Socket, readonly server: Server, readonly info: ConnectionInfo) {
+    this.parser = new RequestParser(server.parserLimits);
+  }
+
+  get isBackedUp(): boolean {
+    return this.pending !== null;
+  }
+
+  get isClosed(): boolean {
+    return this.state === "CLOSED";
+  }
+
+  get isParked(): boolean {
+    return this.state === "PARKED";
+  }
+
+  /** No more requests are read: the last bytes are going out, or went out and we linger. */
+  private get isEnding(): boolean {
+    return this.state === "WRITING_LAST" || this.state === "LINGERING";
+  }
+
+  private transition(to: ConnState): void {
+    if (!CONN_TRANSITIONS[this.state].includes(to)) throw new Error(`connection state ${this.state} → ${to} is not an allowed transition`);
+    this.state = to;
+  }
+
+  get shouldCloseAfterResponse(): boolean {
+    return this.isClosingAfterResponse;
+  }
+
+  /** The response in progress is the last on this connection (its head then says `Connection: close`). */
+  closeAfterThisResponse(): void {
+    this.isClosingAfterResponse = true;
+  }
+
+  get hasNoBodyLeft(): boolean {
+    return this.isBodyDone && this.bodyLeftover === null;
+  }
+
+  // ---- Write and backpressure ----
+  // socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
+  // what it did not take waits in `pending` and goes out on `drain`. While anything is
+  // pending the app is not asked for more, so a slow reader never makes us hold more than
+  // about one flush of its response.
+
+  whenDrained(cb: () => void): void {
+    if (this.pending === null) cb();
+    else this.drainWaiters.push(cb);
+  }
+
+  /** Text we made ourselves (status lines, framing): ASCII, so its length is its byte length. */
+  enqueueAscii(text: string): void {
+    this.enqueue(text, text.length);
+  }
+
+  /** Queue bytes for the socket; `byteLength` must be exact (strings go out as UTF-8). */
+  enqueue(data: Chunk, byteLength: number): void {
+    this.outbox.push(data);
+    this.outboxBytes += byteLength;
+    if (this.outboxBytes >= OUTBOX_FLUSH_BYTES) this.flush();
+    else if (!this.isFlushQueued && !this.isPumping) {
+      // (Inside pumpRequests the flush comes when the loop ends: one write for all it answered.)
+      // What one turn of the event loop gathered goes out at its end: a streamed chunk
+      // is never held back waiting for the next (PEP 3333: no delaying a yielded block).
+      this.isFlushQueued = true;
+      queueMicrotask(this.flushQueued);
+    }
+  }
+
+  private readonly flushQueued = (): void => {
+    this.isFlushQueued = false;
+    this.flush();
+  };
+
+  discardOutbox(): void {
+    this.outbox = [];
+    this.outboxBytes = 0;
+  }
+
+  hasSentBytesOf(ex: Exchange): boolean {
+    return ex === this.exchange && this.exchangeBytesFlushed;
+  }
+
+  /** Hand the gathered bytes to the socket in one write. */
+  flush(): void {
+    const outbox = this.outbox;
+    if (outbox.length === 0 || this.isClosed) return;
+    const byteLength = this.outboxBytes;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (this.exchange !== null) this.exchangeBytesFlushed = true;
+    const data = outbox.length === 1 ? outbox[0] : joinChunks(outbox, byteLength);
+    if (this.pending !== null) {
+      this.pending = Buffer.concat([this.pending, typeof data === "string" ? Buffer.from(data) : data]);
+      return;
+    }
+    this.writeNow(data, byteLength);
+  }
+
+  private writeNow(data: Chunk, byteLength: number): void {
+    const written = this.socket.write(data);
+    if (written < 0) return; // closed; the close handler cleans up
+    if (written < byteLength) {
+      const bytes = typeof data === "string" ? Buffer.from(data) : data;
+      this.pending = bytes.subarray(written);
+      this.lastDrainAt = this.server.now;
+    }
+  }
+
+  /** A 1xx response: after whatever of the previous response is still unsent, never inside it. */
+  private sendInterim(text: string): void {
+    if (this.pending !== null) this.pending = Buffer.concat([this.pending, Buffer.from(text)]);
+    else this.writeNow(text, text.length);
+  }
+
+  onDrain(): void {
+    const pending = this.pending;
+    if (pending !== null) {
+      const written = this.socket.write(pending);
+      if (written < 0) return;
+      if (written > 0) this.lastDrainAt = this.server.now;
+      if (written < pending.length) {
+        this.pending = pending.subarray(written);
+        return;
+      }
+      this.pending = null;
+    }
+    if (this.isEnding) return this.closeLingering();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of waiters) cb();
+  }
+
+  // ---- Reading requests; keep-alive, close, timeouts (RFC 9112 §9) ----
+
+  onData(bytes: Buffer): void {
+    if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
+    this.parser.feedOwned(bytes);
+    if (this.isParked) return;
+    if (this.bodyWaiter !== null) {
+      this.setDeadline("body", this.server.config.headerTimeoutS);
+      const waiter = this.bodyWaiter;
+      this.bodyWaiter = null;
+      waiter();
+    } else if (this.state === "READING_HEAD") {
+      this.pumpRequests();
+    }
+    this.applyReadBackpressure();
+  }
+
+  /** Stop reading a client that sends faster than its requests are consumed; resume when caught up. */
+  private applyReadBackpressure(): void {
+    if (this.state === "CLOSED") return; // nothing left to pause or resume
+    // While ending, everything that arrives is read and dropped: unread bytes would turn the close into RST.
+    const isFull = !this.isEnding && this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
+    if (isFull && !this.isPaused) {
+      this.isPaused = true;
+      this.socket.pause();
+    } else if (!isFull && this.isPaused && !this.isParked) {
+      this.isPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** Read requests while none is in progress: pipelined requests are answered in order (RFC 9112 §9.3.2). */
+  pumpRequests(): void {
+    if (this.isPumping) return;
+    this.isPumping = true;
+    try {
+      while (this.state === "READING_HEAD") {
+        if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.closeWhenWritten();
+        const event = this.parser.next();
+        if (event.kind === "head") {
+          // RFC 9110 §9.3.6: any 2xx to CONNECT turns the connection into a tunnel; we are no
+          // proxy, so the front refuses it before an app (TypeScript or Python) can answer.
+          if (event.head.method === "CONNECT") return this.reject(501, "CONNECT is not supported: this server is not a proxy");
+          this.startExchange(event.head);
+          continue;
+        }
+        if (event.kind === "need-more") {
+          // Every complete request it sent is answered; a head cut by the client's FIN can never
+          // complete, and there is no one to answer it for: close now, not at the header timeout.
+          if (this.hasPeerEnded) return this.closeAfterFlush();
+          if (this.parser.isInHead && this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
+          return;
+        }
+        if (event.kind === "error") return this.reject(event.status, event.message);
+        return this.reject(400, "unexpected body bytes"); // unreachable: bodies belong to an exchange
+      }
+    } finally {
+      this.isPumping = false;
+      this.flush();
+      this.applyReadBackpressure();
+    }
+  }
+
+  private startExchange(head: RequestHead): void {
+    this.setDeadline("none", 0);
+    this.exchangeBytesFlushed = false;
+    this.hasSentContinue = false;
+    this.bodyLeftover = null;
+    this.isBodyDone = !head.chunked && head.contentLength <= 0;
+    if (this.isBodyDone) this.parser.next(); // the "end" of a bodiless request
+    const ex = new Exchange(this, head, this.server);
+    this.exchange = ex;
+    this.transition("IN_EXCHANGE");
+    this.server.exchangeStarted();
+    try {
+      this.server.app.handle(ex);
+    } catch (err) {
+      ex.failApp(err);
+    }
+  }
+
+  /**
+   * Request body bytes for the exchange in progress, at most `max`: data, null at the end,
+   * or undefined when the caller must wait for onBodyReadable. The first read answers
+   * `Expect: 100-continue` (RFC 9110 §10.1.1), so a client is never asked for a body the
+   * app does not want.
+   */
+  readBody(max: number): Uint8Array | null | undefined {
+    const ex = this.exchange;
+    if (ex === null) return null;
+    if (this.bodyLeftover !== null) {
+      const data = this.bodyLeftover;
+      this.bodyLeftover = data.length > max ? data.subarray(max) : null;
+      return data.length > max ? data.subarray(0, max) : data;
+    }
+    if (this.isBodyDone) return null;
+    if (ex.head.expectContinue && !this.hasSentContinue && !ex.isHeadCommitted) {
+      this.hasSentContinue = true;
+      this.sendInterim("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    const event = this.parser.next();
+    switch (event.kind) {
+      case "body":
+        if (event.data.length > max) {
+          this.bodyLeftover = event.data.subarray(max);
+          return event.data.subarray(0, max);
+        }
+        return event.data;
+      case "end":
+        this.isBodyDone = true;
+        this.applyReadBackpressure();
+        return null;
+      case "need-more":
+        this.applyReadBackpressure();
+        if (this.hasPeerEnded) {
+          ex.failWith(400, "");
+          ex.abort();
+        }
+        return undefined;
+      case "error":
+        this.server.log.debug(`bad request body from ${this.info.remoteAddr}: ${event.message}`);
+        ex.failWith(event.status, "");
+        ex.abort();
+        return undefined;
+      case "head":
+        throw new Error("unreachable: a head inside a body");
+    }
+  }
+
+  /**
+   * The body bytes received so far, at most `max`, in the pieces they came in; `isEnd`
+   * once the body is complete. No pieces and no end: wait for onBodyReadable.
+   */
+  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean } {
+    const pieces: Uint8Array[] = [];
+    let bytes = 0;
+    while (bytes < max) {
+      const data = this.readBody(Math.max(1, max - bytes));
+      if (data === undefined) break;
+      if (data === null) return { pieces, bytes, isEnd: true };
+      pieces.push(data);
+      bytes += data.length;
+    }
+    return { pieces, bytes, isEnd: false };
+  }
+
+  onBodyReadable(cb: () => void): void {
+    this.bodyWaiter = cb;
+    this.setDeadline("body", this.server.config.headerTimeoutS);
+  }
+
+  /** The response is complete: keep the connection for the next request, or close it. */
+  finishExchange(ex: Exchange): void {
+    if (ex === this.exchange) this.endExchange(ex, "finished");
+  }
+
+  /** The response cannot be completed honestly: cut the connection so it cannot look whole. */
+  abortExchange(ex: Exchange): void {
+    if (ex === this.exchange) this.endExchange(ex, "aborted");
+  }
+
+  /**
+   * The one place an exchange ends, however it ended: logged once, released, counted out
+   * of the server's in-flight exchanges; then the connection goes on as the ending says.
+   */
+  private endExchange(ex: Exchange, ending: ExchangeEnding): void {
+    // A client gone after the app was done: that exchange was logged when it was done.
+    if (ending !== "client-gone" || !ex.isDone) this.server.logAccess(ex);
+    this.exchange = null;
+    this.bodyWaiter = null;
+    this.server.exchangeEnded();
+    switch (ending) {
+      case "finished":
+        return this.readNextRequestOrClose();
+      case "aborted":
+        this.flush();
+        return this.close();
+      case "client-gone":
+        return ex.abort(); // stop the app: no one is left to answer
+    }
+  }
+
+  /** After a whole response: RFC 9112 §9.3 persistence, unless this response was the last. */
+  private readNextRequestOrClose(): void {
+    if (!this.isBodyDone && !this.skipUnreadBody()) this.closeAfterThisResponse();
+    this.flush();
+    if (this.shouldCloseAfterResponse) return this.closeAfterFlush();
+    this.transition("READING_HEAD");
+    this.setDeadline("idle", this.server.config.keepAliveS);
+    if (!this.isPumping) this.pumpRequests(); // (inside pumpRequests its loop reads the next one)
+  }
+
+  /** Skip the part of a body the app did not read, if it is all here already; else we must close. */
+  private skipUnreadBody(): boolean {
+    this.bodyLeftover = null;
+    for (;;) {
+      const event = this.parser.next();
+      if (event.kind === "end") return (this.isBodyDone = true);
+      if (event.kind !== "body") return false;
+    }
+  }
+
+  private reject(status: number, message: string): void {
+    this.server.log.debug(`rejected request from ${this.info.remoteAddr}: ${status} ${message}`);
+    this.discardOutbox();
+    this.enqueueAscii(serializeRejection(status, message));
+    this.flush();
+    this.closeAfterFlush();
+  }
+
+  /** No more requests are read: send what is queued, then close with FIN (a lingering close). */
+  private closeAfterFlush(): void {
+    // Already ending (Server.stop asks every connection): its linger deadline must stand.
+    if (this.isEnding) return;
+    this.transition("WRITING_LAST");
+    this.setDeadline("none", 0);
+    this.applyReadBackpressure(); // a paused socket would keep unread bytes in the kernel
+    if (this.pending === null) this.closeLingering();
+  }
+
+  /**
+   * The last byte is written: half-close (FIN), then read and drop what the client still
+   * sends until its own FIN, LINGER_MS or LINGER_MAX_DISCARD_BYTES, whichever comes first.
+   * socket.end() alone closes at once, and Linux answers unread or later bytes with RST.
+   */
+  private closeLingering(): void {
+    if (this.state !== "WRITING_LAST") return;
+    if (this.hasPeerEnded) return void this.socket.end(); // its FIN came after all its bytes: none are unread
+    this.transition("LINGERING");
+    this.socket.shutdown();
+    this.setDeadline("linger", LINGER_MS / 1000);
+  }
+
+  /** Bytes that arrive after the last answer: dropped, and counted against the linger cap. */
+  private discard(byteLength: number): void {
+    this.discardedBytes += byteLength;
+    if (this.state === "LINGERING" && this.discardedBytes > LINGER_MAX_DISCARD_BYTES) this.socket.end();
+  }
+
+  setDeadline(kind: Deadline, seconds: number): void {
+    this.deadlineKind = kind;
+    this.deadline = kind === "none" ? 0 : this.server.now + seconds * 1000;
+  }
+
+  onDeadline(): void {
+    const kind = this.deadlineKind;
+    if (kind === "idle" && this.pending !== null) {
+      // The client is still reading the last response: it is not idle, unless it stopped
+      // taking bytes for --timeout seconds (then it would hold the unsent body forever).
+      if (this.server.now - this.lastDrainAt < this.server.config.timeoutS * 1000) {
+        return this.setDeadline("idle", this.server.config.keepAliveS);
+      }
+      this.setDeadline("none", 0);
+      return this.close(); // that response can never be completed: cut it (RST)
+    }
+    this.setDeadline("none", 0);
+    switch (kind) {
+      case "header":
+        // In the head even when every line so far was whole (and consumed): RFC 9110 §15.5.9.
+        if (this.parser.isInHead) return this.reject(408, "request head not received in time");
+        break;
+      case "body":
+        if (this.exchange !== null) {
+          const ex = this.exchange;
+          ex.failWith(408, "");
+          ex.abort();
+          return;
+        }
+        break;
+      case "linger":
+        return void this.socket.end(); // what the client sent in LINGER_MS was read; close now
+    }
+    this.closeAfterFlush(); // idle, or never sent a byte: nothing is owed, so FIN (RFC 9112 §9.5)
+  }
+
+  /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
+  onPeerEnd(): void {
+    this.hasPeerEnded = true;
+    if (this.state === "LINGERING") return void this.socket.end(); // both sides are done: a clean close
+    if (this.bodyWaiter !== null) {
+      const waiter = this.bodyWaiter;
+      this.bodyWaiter = null;
+      waiter();
+    } else if (this.state === "READING_HEAD") {
+      this.pumpRequests();
+    }
+  }
+
+  /** Close once the bytes already written are delivered (a finished response is never cut), with FIN. */
+  closeWhenWritten(): void {
+    this.closeAfterFlush();
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.socket.terminate();
+    this.onClose();
+  }
+
+  onClose(): void {
+    if (this.state === "CLOSED") return;
+    const wasParked = this.state === "PARKED";
+    this.transition("CLOSED");
+    this.pending = null;
+    this.drainWaiters = [];
+    this.bodyWaiter = null;
+    if (this.exchange !== null) this.endExchange(this.exchange, "client-gone");
+    if (wasParked) this.server.forgetParkedConnection(this);
+    else this.server.forgetConnection(this);
+  }
+
+  /** Over --max-connections: hold the connection unread, like a listen backlog, until unpark. */
+  park(): void {
+    this.transition("PARKED");
+    this.socket.pause();
+  }
+
+  unpark(): void {
+    this.transition("READING_HEAD");
+    this.socket.resume();
+    this.setDeadline("header", this.server.config.headerTimeoutS);
+    this.pumpRequests();
+  }
+}
+
+type Socket = import("bun").Socket<Conn | undefined>;
+
+const UTF8 = new TextEncoder();
+
+/** Chunks → one string when all are strings, else one buffer (strings written as UTF-8). */
+function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
+  let isAllStrings = true;
+  for (const c of chunks) if (typeof c !== "string") { isAllStrings = false; break; }
+  if (isAllStrings) return chunks.join("");
+  const out = new Uint8Array(byteLength);
+  let off = 0;
+  for (const c of chunks) {
+    if (typeof c !== "string") {
+      out.set(c, off);
+      off += c.length;
+    } else if (off === 0) {
+      off = UTF8.encodeInto(c, out).written; // at offset 0 no view of `out` is needed
+    } else {
+      off = writeShortAscii(out, off, c);
+    }
+  }
+  return off === byteLength ? out : out.subarray(0, off);
+}
+
+/**
+ * Writes c at off and returns the offset after it. Chunk-size lines and CRLFs are short
+ * ASCII and are copied by hand: a typed-array view for encodeInto costs more than they do.
+ */
+function writeShortAscii(out: Uint8Array, off: number, c: string): number {
+  if (c.length <= 16) {
+    let i = 0;
+    while (i < c.length && c.charCodeAt(i) < 0x80) out[off + i] = c.charCodeAt(i++);
+    if (i === c.length) return off + i;
+  }
+  return off + UTF8.encodeInto(c, out.subarray(off)).written;
+}
+
+// ==== 6. Parse the request: head, then body framing ====
 
 export interface ParserLimits {
   maxRequestLineBytes: number;
@@ -516,7 +1233,7 @@ export class RequestParser {
     return { kind: "head", head };
   }
 
-  // ==== 7. Body framing ====
+  // ---- Body framing (RFC 9112 §6) ----
 
   /** RFC 9112 §6.3: chunked, else Content-Length, else no body (requests are never close-delimited). */
   private startBody(): ParseEvent {
@@ -762,7 +1479,7 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
   return null;
 }
 
-// ==== 8. Environ ====
+// ==== 7. Environ ====
 
 export interface ConnectionInfo {
   remoteAddr: string;
@@ -842,7 +1559,7 @@ export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName
   return environ;
 }
 
-// ==== 9. start_response and the app (TypeScript apps) ====
+// ==== 8. start_response and the app (app stages, TypeScript apps) ====
 
 export type Chunk = Uint8Array | string;
 export type WriteFn = (chunk: Chunk) => void;
@@ -1062,7 +1779,41 @@ function describeError(err: unknown): string {
   return String(err);
 }
 
-// ==== 10. Serialize the response ====
+/** The app stage: where an exchange goes once its head is parsed. */
+// Static files and request buffering are stages before the app: each an AppStage that
+// answers the exchange itself or hands it to the next, ending at the app's stage.
+export interface AppStage {
+  handle(ex: Exchange): void;
+  stop(graceful: boolean): Promise<void>;
+}
+
+/** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */
+class TypeScriptStage implements AppStage {
+  constructor(private readonly app: WsgiApp, private readonly server: () => Server) {}
+
+  handle(ex: Exchange): void {
+    const conn = ex.conn;
+    if (conn.hasNoBodyLeft) return new TypeScriptAppRun(ex, this.server()).run(this.app, EMPTY_BODY);
+    const chunks: Uint8Array[] = [];
+    const readMore = (): void => {
+      const { pieces, isEnd } = conn.readReceivedBody(Infinity);
+      chunks.push(...pieces);
+      if (!isEnd) {
+        if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
+        return;
+      }
+      const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
+      new TypeScriptAppRun(ex, this.server()).run(this.app, body);
+    };
+    readMore();
+  }
+
+  async stop(): Promise<void> {}
+}
+
+const EMPTY_BODY = new Uint8Array(0);
+
+// ==== 9. Serialize the response (Exchange) ====
 
 let cachedDateSecond = -1;
 let cachedDate = "";
@@ -1207,7 +1958,7 @@ function serializeRejection(status: number, message: string): string {
 
 /**
  * One request and its response. The app stage (a TypeScript app here, a Python worker
- * in section 13) calls setResponse, writeBody and endResponse or failApp; the exchange
+ * in bridge.ts) calls setResponse, writeBody and endResponse or failApp; the exchange
  * turns them into bytes with the right framing and hands them to its connection.
  */
 export class Exchange implements AppExchange {
@@ -1260,9 +2011,9 @@ export class Exchange implements AppExchange {
       this.isChunked = true;
       framing = "Transfer-Encoding: chunked\r\n";
     } else {
-      conn.shouldCloseAfterResponse = true; // HTTP/1.0 without a length: the close ends the body
+      conn.closeAfterThisResponse(); // HTTP/1.0 without a length: the close ends the body
     }
-    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.shouldCloseAfterResponse = true;
+    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.closeAfterThisResponse();
     const connection = conn.shouldCloseAfterResponse ? CONNECTION_CLOSE : head.version === "HTTP/1.0" ? CONNECTION_KEEP_ALIVE : CONNECTION_DEFAULT;
     const bytes = encodeHead(checked, framing, checked.hasDate ? "" : httpDate(), connection);
     this.committed = true;
@@ -1282,7 +2033,7 @@ export class Exchange implements AppExchange {
     if (this.declaredLength >= 0 && this.bytesWritten + length > this.declaredLength) {
       const room = this.declaredLength - this.bytesWritten;
       this.server.log.error(`${requestLine(this.head)}: the app sent more than its Content-Length of ${this.declaredLength}; the excess is dropped`);
-      this.conn.shouldCloseAfterResponse = true;
+      this.conn.closeAfterThisResponse();
       if (room <= 0) return;
       chunk = (typeof chunk === "string" ? Buffer.from(chunk) : chunk).subarray(0, room);
       length = room;
@@ -1332,7 +2083,7 @@ export class Exchange implements AppExchange {
     }
     this.status = status;
     this.conn.discardOutbox();
-    this.conn.shouldCloseAfterResponse = true;
+    this.conn.closeAfterThisResponse();
     const reason = REASONS[status] ?? "Error";
     const body = detail === "" ? `${reason}\n` : `${reason}\n\n${detail}\n`;
     const bytes = Buffer.from(body);
@@ -1369,492 +2120,7 @@ function requestLine(head: RequestHead): string {
   return `${head.method} ${head.target} ${head.version}`;
 }
 
-// ==== 11. Write and backpressure ====
-
-const UTF8 = new TextEncoder();
-
-/** Chunks → one string when all are strings, else one buffer (strings written as UTF-8). */
-function joinChunks(chunks: Chunk[], byteLength: number): Chunk {
-  let isAllStrings = true;
-  for (const c of chunks) if (typeof c !== "string") { isAllStrings = false; break; }
-  if (isAllStrings) return chunks.join("");
-  const out = new Uint8Array(byteLength);
-  let off = 0;
-  for (const c of chunks) {
-    if (typeof c !== "string") {
-      out.set(c, off);
-      off += c.length;
-    } else if (off === 0) {
-      off = UTF8.encodeInto(c, out).written; // at offset 0 no view of `out` is needed
-    } else {
-      off = writeShortAscii(out, off, c);
-    }
-  }
-  return off === byteLength ? out : out.subarray(0, off);
-}
-
-/**
- * Writes c at off and returns the offset after it. Chunk-size lines and CRLFs are short
- * ASCII and are copied by hand: a typed-array view for encodeInto costs more than they do.
- */
-function writeShortAscii(out: Uint8Array, off: number, c: string): number {
-  if (c.length <= 16) {
-    let i = 0;
-    while (i < c.length && c.charCodeAt(i) < 0x80) out[off + i] = c.charCodeAt(i++);
-    if (i === c.length) return off + i;
-  }
-  return off + UTF8.encodeInto(c, out.subarray(off)).written;
-}
-// socket.write() takes what the kernel accepts and drops the rest (../shared/bun-notes.md):
-// what it did not take waits in `pending` and goes out on `drain`. While anything is
-// pending the app is not asked for more, so a slow reader never makes us hold more than
-// about one flush of its response.
-
-/** The app stage: where an exchange goes once its head is parsed. */
-export interface AppStage {
-  handle(ex: Exchange): void;
-  stop(graceful: boolean): Promise<void>;
-}
-
-type Deadline = "none" | "header" | "body" | "idle" | "linger";
-
-/** One client connection: its parser, its exchange in progress, its unsent bytes and its one deadline. */
-export class Conn {
-  readonly parser: RequestParser;
-  exchange: Exchange | null = null;
-  shouldCloseAfterResponse = false;
-  isClosed = false;
-  isParked = false;
-  deadline = 0;
-  deadlineKind: Deadline = "none";
-  private outbox: Chunk[] = [];
-  private outboxBytes = 0;
-  private isFlushQueued = false;
-  private pending: Uint8Array | null = null;
-  private lastDrainAt = 0;
-  private drainWaiters: (() => void)[] = [];
-  private isPumping = false;
-  private isPaused = false;
-  private isEnding = false;
-  private isLingering = false;
-  private discardedBytes = 0;
-  private hasPeerEnded = false;
-  private exchangeBytesFlushed = false;
-  private isBodyDone = true;
-  private hasSentContinue = false;
-  private bodyLeftover: Uint8Array | null = null;
-  private bodyWaiter: (() => void) | null = null;
-
-  constructor(readonly socket: Socket, readonly server: Server, readonly info: ConnectionInfo) {
-    this.parser = new RequestParser(server.parserLimits);
-  }
-
-  get isBackedUp(): boolean {
-    return this.pending !== null;
-  }
-
-  get hasNoBodyLeft(): boolean {
-    return this.isBodyDone && this.bodyLeftover === null;
-  }
-
-  whenDrained(cb: () => void): void {
-    if (this.pending === null) cb();
-    else this.drainWaiters.push(cb);
-  }
-
-  /** Text we made ourselves (status lines, framing): ASCII, so its length is its byte length. */
-  enqueueAscii(text: string): void {
-    this.enqueue(text, text.length);
-  }
-
-  /** Queue bytes for the socket; `byteLength` must be exact (strings go out as UTF-8). */
-  enqueue(data: Chunk, byteLength: number): void {
-    this.outbox.push(data);
-    this.outboxBytes += byteLength;
-    if (this.outboxBytes >= OUTBOX_FLUSH_BYTES) this.flush();
-    else if (!this.isFlushQueued && !this.isPumping) {
-      // (Inside pumpRequests the flush comes when the loop ends: one write for all it answered.)
-      // What one turn of the event loop gathered goes out at its end: a streamed chunk
-      // is never held back waiting for the next (PEP 3333: no delaying a yielded block).
-      this.isFlushQueued = true;
-      queueMicrotask(this.flushQueued);
-    }
-  }
-
-  private readonly flushQueued = (): void => {
-    this.isFlushQueued = false;
-    this.flush();
-  };
-
-  discardOutbox(): void {
-    this.outbox = [];
-    this.outboxBytes = 0;
-  }
-
-  hasSentBytesOf(ex: Exchange): boolean {
-    return ex === this.exchange && this.exchangeBytesFlushed;
-  }
-
-  /** Hand the gathered bytes to the socket in one write. */
-  flush(): void {
-    const outbox = this.outbox;
-    if (outbox.length === 0 || this.isClosed) return;
-    const byteLength = this.outboxBytes;
-    this.outbox = [];
-    this.outboxBytes = 0;
-    if (this.exchange !== null) this.exchangeBytesFlushed = true;
-    const data = outbox.length === 1 ? outbox[0] : joinChunks(outbox, byteLength);
-    if (this.pending !== null) {
-      this.pending = Buffer.concat([this.pending, typeof data === "string" ? Buffer.from(data) : data]);
-      return;
-    }
-    this.writeNow(data, byteLength);
-  }
-
-  private writeNow(data: Chunk, byteLength: number): void {
-    const written = this.socket.write(data);
-    if (written < 0) return; // closed; the close handler cleans up
-    if (written < byteLength) {
-      const bytes = typeof data === "string" ? Buffer.from(data) : data;
-      this.pending = bytes.subarray(written);
-      this.lastDrainAt = this.server.now;
-    }
-  }
-
-  /** A 1xx response: after whatever of the previous response is still unsent, never inside it. */
-  private sendInterim(text: string): void {
-    if (this.pending !== null) this.pending = Buffer.concat([this.pending, Buffer.from(text)]);
-    else this.writeNow(text, text.length);
-  }
-
-  onDrain(): void {
-    const pending = this.pending;
-    if (pending !== null) {
-      const written = this.socket.write(pending);
-      if (written < 0) return;
-      if (written > 0) this.lastDrainAt = this.server.now;
-      if (written < pending.length) {
-        this.pending = pending.subarray(written);
-        return;
-      }
-      this.pending = null;
-    }
-    if (this.isEnding) return this.closeLingering();
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const cb of waiters) cb();
-  }
-
-  // ==== 12. Keep-alive, close, timeouts ====
-
-  onData(bytes: Buffer): void {
-    if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
-    this.parser.feedOwned(bytes);
-    if (this.isParked) return;
-    if (this.bodyWaiter !== null) {
-      this.setDeadline("body", this.server.config.headerTimeoutS);
-      const waiter = this.bodyWaiter;
-      this.bodyWaiter = null;
-      waiter();
-    } else if (this.exchange === null) {
-      this.pumpRequests();
-    }
-    this.applyReadBackpressure();
-  }
-
-  /** Stop reading a client that sends faster than its requests are consumed; resume when caught up. */
-  private applyReadBackpressure(): void {
-    // While ending, everything that arrives is read and dropped: unread bytes would turn the close into RST.
-    const isFull = !this.isEnding && this.parser.bufferedBytes > MAX_BUFFERED_AHEAD_BYTES;
-    if (isFull && !this.isPaused) {
-      this.isPaused = true;
-      this.socket.pause();
-    } else if (!isFull && this.isPaused && !this.isParked) {
-      this.isPaused = false;
-      this.socket.resume();
-    }
-  }
-
-  /** Read requests while none is in progress: pipelined requests are answered in order (RFC 9112 §9.3.2). */
-  pumpRequests(): void {
-    if (this.isPumping) return;
-    this.isPumping = true;
-    try {
-      while (this.exchange === null && !this.isEnding && !this.isClosed) {
-        if (this.server.isShuttingDown && this.parser.bufferedBytes === 0) return this.closeWhenWritten();
-        const event = this.parser.next();
-        if (event.kind === "head") {
-          // RFC 9110 §9.3.6: any 2xx to CONNECT turns the connection into a tunnel; we are no
-          // proxy, so the front refuses it before an app (TypeScript or Python) can answer.
-          if (event.head.method === "CONNECT") return this.reject(501, "CONNECT is not supported: this server is not a proxy");
-          this.startExchange(event.head);
-          continue;
-        }
-        if (event.kind === "need-more") {
-          // Every complete request it sent is answered; a head cut by the client's FIN can never
-          // complete, and there is no one to answer it for: close now, not at the header timeout.
-          if (this.hasPeerEnded) return this.closeAfterFlush();
-          if (this.parser.isInHead && this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
-          return;
-        }
-        if (event.kind === "error") return this.reject(event.status, event.message);
-        return this.reject(400, "unexpected body bytes"); // unreachable: bodies belong to an exchange
-      }
-    } finally {
-      this.isPumping = false;
-      this.flush();
-      this.applyReadBackpressure();
-    }
-  }
-
-  private startExchange(head: RequestHead): void {
-    this.setDeadline("none", 0);
-    this.exchangeBytesFlushed = false;
-    this.hasSentContinue = false;
-    this.bodyLeftover = null;
-    this.isBodyDone = !head.chunked && head.contentLength <= 0;
-    if (this.isBodyDone) this.parser.next(); // the "end" of a bodiless request
-    const ex = new Exchange(this, head, this.server);
-    this.exchange = ex;
-    this.server.inFlight++;
-    try {
-      this.server.app.handle(ex);
-    } catch (err) {
-      ex.failApp(err);
-    }
-  }
-
-  /**
-   * Request body bytes for the exchange in progress, at most `max`: data, null at the end,
-   * or undefined when the caller must wait for onBodyReadable. The first read answers
-   * `Expect: 100-continue` (RFC 9110 §10.1.1), so a client is never asked for a body the
-   * app does not want.
-   */
-  readBody(max: number): Uint8Array | null | undefined {
-    const ex = this.exchange;
-    if (ex === null) return null;
-    if (this.bodyLeftover !== null) {
-      const data = this.bodyLeftover;
-      this.bodyLeftover = data.length > max ? data.subarray(max) : null;
-      return data.length > max ? data.subarray(0, max) : data;
-    }
-    if (this.isBodyDone) return null;
-    if (ex.head.expectContinue && !this.hasSentContinue && !ex.isHeadCommitted) {
-      this.hasSentContinue = true;
-      this.sendInterim("HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    const event = this.parser.next();
-    switch (event.kind) {
-      case "body":
-        if (event.data.length > max) {
-          this.bodyLeftover = event.data.subarray(max);
-          return event.data.subarray(0, max);
-        }
-        return event.data;
-      case "end":
-        this.isBodyDone = true;
-        this.applyReadBackpressure();
-        return null;
-      case "need-more":
-        this.applyReadBackpressure();
-        if (this.hasPeerEnded) {
-          ex.failWith(400, "");
-          ex.abort();
-        }
-        return undefined;
-      case "error":
-        this.server.log.debug(`bad request body from ${this.info.remoteAddr}: ${event.message}`);
-        ex.failWith(event.status, "");
-        ex.abort();
-        return undefined;
-      case "head":
-        throw new Error("unreachable: a head inside a body");
-    }
-  }
-
-  /**
-   * The body bytes received so far, at most `max`, in the pieces they came in; `isEnd`
-   * once the body is complete. No pieces and no end: wait for onBodyReadable.
-   */
-  readReceivedBody(max: number): { pieces: Uint8Array[]; bytes: number; isEnd: boolean } {
-    const pieces: Uint8Array[] = [];
-    let bytes = 0;
-    while (bytes < max) {
-      const data = this.readBody(Math.max(1, max - bytes));
-      if (data === undefined) break;
-      if (data === null) return { pieces, bytes, isEnd: true };
-      pieces.push(data);
-      bytes += data.length;
-    }
-    return { pieces, bytes, isEnd: false };
-  }
-
-  onBodyReadable(cb: () => void): void {
-    this.bodyWaiter = cb;
-    this.setDeadline("body", this.server.config.headerTimeoutS);
-  }
-
-  /** The response is complete: keep the connection for the next request, or close it. */
-  finishExchange(ex: Exchange): void {
-    if (ex !== this.exchange) return;
-    this.server.logAccess(ex);
-    this.exchange = null;
-    this.bodyWaiter = null;
-    this.server.inFlight--;
-    if (!this.isBodyDone && !this.skipUnreadBody()) this.shouldCloseAfterResponse = true;
-    this.flush();
-    if (this.shouldCloseAfterResponse) return this.closeAfterFlush();
-    this.setDeadline("idle", this.server.config.keepAliveS);
-    if (!this.isPumping && !this.isParked) this.pumpRequests();
-  }
-
-  /** Skip the part of a body the app did not read, if it is all here already; else we must close. */
-  private skipUnreadBody(): boolean {
-    this.bodyLeftover = null;
-    for (;;) {
-      const event = this.parser.next();
-      if (event.kind === "end") return (this.isBodyDone = true);
-      if (event.kind !== "body") return false;
-    }
-  }
-
-  /** The response cannot be completed honestly: cut the connection so it cannot look whole. */
-  abortExchange(ex: Exchange): void {
-    if (ex !== this.exchange) return;
-    this.server.logAccess(ex);
-    this.exchange = null;
-    this.server.inFlight--;
-    this.flush();
-    this.close();
-  }
-
-  private reject(status: number, message: string): void {
-    this.server.log.debug(`rejected request from ${this.info.remoteAddr}: ${status} ${message}`);
-    this.discardOutbox();
-    this.enqueueAscii(serializeRejection(status, message));
-    this.flush();
-    this.closeAfterFlush();
-  }
-
-  /** No more requests are read: send what is queued, then close with FIN (a lingering close). */
-  private closeAfterFlush(): void {
-    this.isEnding = true;
-    this.setDeadline("none", 0);
-    this.applyReadBackpressure(); // a paused socket would keep unread bytes in the kernel
-    if (this.pending === null) this.closeLingering();
-  }
-
-  /**
-   * The last byte is written: half-close (FIN), then read and drop what the client still
-   * sends until its own FIN, LINGER_MS or LINGER_MAX_DISCARD_BYTES, whichever comes first.
-   * socket.end() alone closes at once, and Linux answers unread or later bytes with RST.
-   */
-  private closeLingering(): void {
-    if (this.isLingering || this.isClosed) return;
-    if (this.hasPeerEnded) return void this.socket.end(); // its FIN came after all its bytes: none are unread
-    this.isLingering = true;
-    this.socket.shutdown();
-    this.setDeadline("linger", LINGER_MS / 1000);
-  }
-
-  /** Bytes that arrive after the last answer: dropped, and counted against the linger cap. */
-  private discard(byteLength: number): void {
-    this.discardedBytes += byteLength;
-    if (this.isLingering && this.discardedBytes > LINGER_MAX_DISCARD_BYTES) this.socket.end();
-  }
-
-  setDeadline(kind: Deadline, seconds: number): void {
-    this.deadlineKind = kind;
-    this.deadline = kind === "none" ? 0 : this.server.now + seconds * 1000;
-  }
-
-  onDeadline(): void {
-    const kind = this.deadlineKind;
-    if (kind === "idle" && this.pending !== null) {
-      // The client is still reading the last response: it is not idle, unless it stopped
-      // taking bytes for --timeout seconds (then it would hold the unsent body forever).
-      if (this.server.now - this.lastDrainAt < this.server.config.timeoutS * 1000) {
-        return this.setDeadline("idle", this.server.config.keepAliveS);
-      }
-      this.setDeadline("none", 0);
-      return this.close(); // that response can never be completed: cut it (RST)
-    }
-    this.setDeadline("none", 0);
-    switch (kind) {
-      case "header":
-        // In the head even when every line so far was whole (and consumed): RFC 9110 §15.5.9.
-        if (this.parser.isInHead) return this.reject(408, "request head not received in time");
-        break;
-      case "body":
-        if (this.exchange !== null) {
-          const ex = this.exchange;
-          ex.failWith(408, "");
-          ex.abort();
-          return;
-        }
-        break;
-      case "linger":
-        return void this.socket.end(); // what the client sent in LINGER_MS was read; close now
-    }
-    this.closeAfterFlush(); // idle, or never sent a byte: nothing is owed, so FIN (RFC 9112 §9.5)
-  }
-
-  /** The client half-closed: finish what it asked for, then close (allowHalfOpen keeps the answer deliverable). */
-  onPeerEnd(): void {
-    this.hasPeerEnded = true;
-    if (this.isLingering) return void this.socket.end(); // both sides are done: a clean close
-    if (this.bodyWaiter !== null) {
-      const waiter = this.bodyWaiter;
-      this.bodyWaiter = null;
-      waiter();
-    } else if (this.exchange === null && !this.isEnding) {
-      this.pumpRequests();
-    }
-  }
-
-  /** Close once the bytes already written are delivered (a finished response is never cut), with FIN. */
-  closeWhenWritten(): void {
-    this.closeAfterFlush();
-  }
-
-  close(): void {
-    if (this.isClosed) return;
-    this.socket.terminate();
-    this.onClose();
-  }
-
-  onClose(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.pending = null;
-    this.drainWaiters = [];
-    this.bodyWaiter = null;
-    const ex = this.exchange;
-    if (ex !== null) {
-      this.exchange = null;
-      this.server.inFlight--;
-      if (!ex.isDone) this.server.logAccess(ex);
-      ex.abort();
-    }
-    this.server.forgetConnection(this);
-  }
-
-  unpark(): void {
-    this.isParked = false;
-    this.socket.resume();
-    this.setDeadline("header", this.server.config.headerTimeoutS);
-    this.pumpRequests();
-  }
-}
-
-type Socket = import("bun").Socket<Conn | undefined>;
-
-// ==== 13. Python workers ====
-// Python apps run in supervised worker processes: bridge.ts (the front's side) and
-// worker.py (the worker's). The pool there is an AppStage like the TypeScript one below,
-// and drives each exchange through the AppExchange interface that Exchange implements.
-
-// ==== 14. Logging ====
+// ==== 10. Logging ====
 
 const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -1943,7 +2209,10 @@ function formatAccessLine(ex: Exchange): string {
   return `${ex.conn.info.remoteAddr} - - ${time} "${quoted(requestLine(ex.head))}" ${ex.statusCode || "-"} ${ex.bytesWritten || "-"} "${quoted(e.HTTP_REFERER)}" "${quoted(e.HTTP_USER_AGENT)}"`;
 }
 
-// ==== 15. Config and CLI ====
+// Metrics go here, beside the access log: counted from the same ended exchange that
+// Server.logAccess is given (Conn.endExchange is the one place that calls it).
+
+// ==== 11. Config and CLI ====
 
 export interface Config {
   app: string;
@@ -2774,185 +3043,7 @@ export function parseBind(bind: string): BindAddress {
   return { hostname, port };
 }
 
-// ==== 16. Main ====
-
-/** Everything a connection needs from the server it belongs to. */
-export class Server {
-  readonly conns = new Set<Conn>();
-  readonly parked: Conn[] = [];
-  readonly parserLimits: ParserLimits;
-  readonly errorStream: ReturnType<typeof makeErrorStream>;
-  readonly ports: number[] = [];
-  inFlight = 0;
-  isShuttingDown = false;
-  now = Date.now();
-  private listeners: { stop(closeActive?: boolean): void }[] = [];
-  private ticker: ReturnType<typeof setInterval> | null = null;
-  constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
-    this.parserLimits = {
-      maxRequestLineBytes: config.limitRequestLine,
-      maxHeaderFields: config.limitRequestFields,
-      maxHeaderFieldBytes: config.limitRequestFieldSize,
-      maxBodyBytes: config.limitRequestBody,
-    };
-    this.errorStream = makeErrorStream(log);
-  }
-
-  logAccess(ex: Exchange): void {
-    this.accessLog?.write(formatAccessLine(ex));
-  }
-
-  listen(): void {
-    const server = this;
-    const handlers = {
-      open(socket: Socket) { server.acceptConnection(socket); },
-      data(socket: Socket, bytes: Buffer) { socket.data?.onData(bytes); },
-      drain(socket: Socket) { socket.data?.onDrain(); },
-      end(socket: Socket) { socket.data?.onPeerEnd(); },
-      close(socket: Socket) { socket.data?.onClose(); },
-      error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
-    };
-    try {
-      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
-    } catch (err) {
-      // One bind refused: release the others, so a start that failed holds no port.
-      for (const listener of this.listeners) listener.stop(true);
-      this.listeners = [];
-      this.ports.length = 0;
-      throw err;
-    }
-    this.ticker = setInterval(() => this.checkDeadlines(), TIMER_TICK_MS);
-  }
-
-  /** Bind one address; a refusal is a StartupError naming the address and the reason (EADDRINUSE, EACCES, ENOENT...). */
-  private listenOn(address: BindAddress, handlers: object): void {
-    let listener: { port: number; stop(closeActive?: boolean): void };
-    try {
-      if ("unix" in address) {
-        removeStaleUnixSocket(address.unix);
-        listener = Bun.listen<Conn | undefined>({ unix: address.unix, socket: handlers, allowHalfOpen: true } as any);
-      } else {
-        listener = Bun.listen<Conn | undefined>({ hostname: address.hostname, port: address.port, socket: handlers, allowHalfOpen: true } as any);
-      }
-    } catch (err) {
-      if (err instanceof StartupError) throw err;
-      throw new StartupError(`cannot listen on ${formatBindAddress(address)}: ${describeOsError(err)}`);
-    }
-    this.listeners.push(listener);
-    if ("unix" in address) {
-      this.ports.push(0);
-      this.log.info(`Listening at: unix:${address.unix}`);
-    } else {
-      this.ports.push(listener.port);
-      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
-    }
-  }
-
-  private acceptConnection(socket: Socket): void {
-    const local = socket as any;
-    const info: ConnectionInfo = {
-      remoteAddr: socket.remoteAddress ?? "",
-      remotePort: local.remotePort ?? 0,
-      serverName: local.localAddress ?? "localhost",
-      serverPort: local.localPort ?? 0,
-      scheme: "http",
-    };
-    const conn = new Conn(socket, this, info);
-    socket.data = conn;
-    if (this.isShuttingDown) return conn.close();
-    if (this.conns.size >= this.config.maxConnections) {
-      // Over the limit: hold the connection unread, like a listen backlog, until one closes.
-      conn.isParked = true;
-      socket.pause();
-      this.parked.push(conn);
-      return;
-    }
-    this.conns.add(conn);
-    conn.setDeadline("header", this.config.headerTimeoutS);
-  }
-
-  forgetConnection(conn: Conn): void {
-    if (conn.isParked) {
-      const i = this.parked.indexOf(conn);
-      if (i !== -1) this.parked.splice(i, 1);
-      return;
-    }
-    this.conns.delete(conn);
-    while (this.parked.length > 0 && this.conns.size < this.config.maxConnections && !this.isShuttingDown) {
-      const next = this.parked.shift()!;
-      if (next.isClosed) continue;
-      this.conns.add(next);
-      next.unpark();
-    }
-  }
-
-  private checkDeadlines(): void {
-    this.now = Date.now();
-    for (const conn of this.conns) {
-      if (conn.deadline !== 0 && this.now >= conn.deadline) conn.onDeadline();
-    }
-  }
-
-  /** Stop accepting; let in-flight requests finish within the graceful timeout (or cut them when not graceful). */
-  async stop(graceful = true): Promise<void> {
-    if (this.isShuttingDown && graceful) return;
-    this.isShuttingDown = true;
-    for (const l of this.listeners) l.stop(false);
-    for (const conn of [...this.parked]) conn.close();
-    for (const conn of [...this.conns]) {
-      if (conn.exchange === null) conn.closeWhenWritten();
-      else conn.shouldCloseAfterResponse = true;
-    }
-    const deadline = Date.now() + (graceful ? this.config.gracefulTimeoutS * 1000 : 0);
-    while (this.conns.size > 0 && Date.now() < deadline) await Bun.sleep(20);
-    for (const conn of [...this.conns]) conn.close();
-    if (this.ticker !== null) clearInterval(this.ticker);
-    await this.app.stop(graceful);
-    this.accessLog?.flush();
-    this.log.flush();
-  }
-}
-
-/**
- * A socket file left by an earlier run makes the bind fail with EADDRINUSE, so it goes;
- * anything else at that path is the user's file and is never deleted (gunicorn refuses it too).
- */
-function removeStaleUnixSocket(file: string): void {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(file);
-  } catch {
-    return; // not there (or not reachable: the bind will say why)
-  }
-  if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
-  fs.unlinkSync(file);
-}
-
-/** The TypeScript app stage: read the whole body (within the limit), then run the app in-process. */
-class TypeScriptStage implements AppStage {
-  constructor(private readonly app: WsgiApp, private readonly server: () => Server) {}
-
-  handle(ex: Exchange): void {
-    const conn = ex.conn;
-    if (conn.hasNoBodyLeft) return new TypeScriptAppRun(ex, this.server()).run(this.app, EMPTY_BODY);
-    const chunks: Uint8Array[] = [];
-    const readMore = (): void => {
-      const { pieces, isEnd } = conn.readReceivedBody(Infinity);
-      chunks.push(...pieces);
-      if (!isEnd) {
-        if (!ex.isDone && !ex.isAborted) conn.onBodyReadable(readMore);
-        return;
-      }
-      const body = chunks.length === 1 ? chunks[0] : chunks.length === 0 ? EMPTY_BODY : Buffer.concat(chunks);
-      new TypeScriptAppRun(ex, this.server()).run(this.app, body);
-    };
-    readMore();
-  }
-
-  async stop(): Promise<void> {}
-}
-
-const EMPTY_BODY = new Uint8Array(0);
+// ==== 12. Main ====
 
 export function isTypeScriptAppSpec(spec: string): boolean {
   return /\.(ts|tsx|js|mjs|cjs|jsx)(:[A-Za-z_$][\w$]*)?$/.test(spec);

@@ -10,7 +10,7 @@ const server: Server = running.server;
 let written = 0;
 const fakeSocket = {
   write(d: string | Uint8Array) { const n = typeof d === "string" ? d.length : d.length; written += n; return n; },
-  end() {}, pause() {}, resume() {}, terminate() {}, data: undefined,
+  end() {}, shutdown() {}, pause() {}, resume() {}, terminate() {}, data: undefined,
 } as any;
 const conn = new Conn(fakeSocket, server, { remoteAddr: "127.0.0.1", remotePort: 5555, serverName: "127.0.0.1", serverPort: 8000, scheme: "http" });
 server.conns.add(conn);

@@ -91,6 +91,19 @@ describe("keep-alive and pipelining", () => {
     expect(client.endEvents).toEqual(["eof"]);
   });
 
+  // A connection already lingering (FIN sent, waiting for the client's) when a graceful stop
+  // begins still closes at its linger deadline: the stop must not wait out --graceful-timeout for it.
+  test("a graceful stop does not wait for a client that never answers our FIN", async () => {
+    const server = serve(pathApp, { gracefulTimeoutS: 20 });
+    const client = await RawClient.connect(server.port, { allowHalfOpen: true }); // it does not answer a FIN with its own
+    client.write(get("/one", "Connection: close\r\n"));
+    expect(await client.waitForEnd()).toBe(true); // our FIN: lingering now
+    const isStopped = await Promise.race([server.stop(true).then(() => true), sleep(6000).then(() => false)]);
+    expect(isStopped).toBe(true);
+    expect(parseResponses(client.bytes, [], true).responses.map((r) => [r.status, r.isComplete])).toEqual([[200, true]]);
+    expect(client.endEvents).toEqual(["eof"]);
+  }, 10_000);
+
   test("three requests in one write → three responses in order", async () => {
     const { port } = serve(pathApp);
     const r = await exchange(port, get("/one") + `POST /two HTTP/1.1\r\n${HOST}Content-Length: 5\r\n\r\nhello` + get("/three"), { count: 3 });
