@@ -857,7 +857,8 @@ export class Conn {
     if (kind === "idle" && this.pending !== null) {
       // The client is still reading the last response: it is not idle, unless it stopped
       // taking bytes for --timeout seconds (then it would hold the unsent body forever).
-      if (this.server.now - this.lastDrainAt < this.server.config.timeoutS * 1000) {
+      const timeoutS = this.server.config.timeoutS; // 0: no timeout (gunicorn's meaning)
+      if (timeoutS === 0 || this.server.now - this.lastDrainAt < timeoutS * 1000) {
         return this.setDeadline("idle", this.server.config.keepAliveS);
       }
       this.setDeadline("none", 0);
@@ -2013,7 +2014,8 @@ export class Exchange implements AppExchange {
     } else {
       conn.closeAfterThisResponse(); // HTTP/1.0 without a length: the close ends the body
     }
-    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown) conn.closeAfterThisResponse();
+    // --keep-alive 0 is gunicorn's "keep-alive off": every response closes its connection.
+    if (checked.wantsClose || !head.keepAlive || conn.server.isShuttingDown || conn.server.config.keepAliveS === 0) conn.closeAfterThisResponse();
     const connection = conn.shouldCloseAfterResponse ? CONNECTION_CLOSE : head.version === "HTTP/1.0" ? CONNECTION_KEEP_ALIVE : CONNECTION_DEFAULT;
     const bytes = encodeHead(checked, framing, checked.hasDate ? "" : httpDate(), connection);
     this.committed = true;
@@ -2446,7 +2448,7 @@ export const SETTINGS: SettingSpec[] = [
   }),
   supported("graceful_timeout", ["--graceful-timeout"], "gracefulTimeoutS", "seconds", "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]", { min: 0 }),
   supported("keepalive", ["--keep-alive"], "keepAliveS", "seconds", "idle seconds a kept-alive connection waits for its next request (0: keep-alive off) [5]", {
-    min: 0, differs: "default 5 s (gunicorn: 2 s). gunicorn's sync workers do no keep-alive at all; bunicorn's front holds idle connections cheaply, and 5 s outlasts the gap between a browser's requests. 0: an idle connection is closed at once (within one 250 ms tick), but the response does not yet say Connection: close, so a request already pipelined behind it is still served",
+    min: 0, differs: "default 5 s (gunicorn: 2 s). gunicorn's sync workers do no keep-alive at all; bunicorn's front holds idle connections cheaply, and 5 s outlasts the gap between a browser's requests. 0: keep-alive off, as in gunicorn: every response says Connection: close and the connection closes after it",
   }),
   // Security
   supported("limit_request_line", ["--limit-request-line"], "limitRequestLine", "count", "bytes of the request line, 0 for 8190 (→ 414) [4094]", { min: 0, max: 8190 }),

@@ -104,6 +104,13 @@ describe("keep-alive and pipelining", () => {
     expect(client.endEvents).toEqual(["eof"]);
   }, 10_000);
 
+  test("--keep-alive 0 is keep-alive off (gunicorn): Connection: close, and a pipelined request is not served", async () => {
+    const { port } = serve(pathApp, { keepAliveS: 0 });
+    const r = await exchange(port, get("/one") + get("/two"));
+    expect(r.responses.map((res) => [res.status, res.body.toString(), header(res, "connection")])).toEqual([[200, "/one", "close"]]);
+    expect(r.isClosed).toBe(true);
+  });
+
   test("three requests in one write → three responses in order", async () => {
     const { port } = serve(pathApp);
     const r = await exchange(port, get("/one") + `POST /two HTTP/1.1\r\n${HOST}Content-Length: 5\r\n\r\nhello` + get("/three"), { count: 3 });
