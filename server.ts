@@ -1971,7 +1971,9 @@ const FIXED_ATOMS: Record<string, AtomReader> = {
   H: (c) => c.ex.head.version,
   s: (c) => c.ex.statusCode || null,
   B: (c) => c.ex.bodyBytesSent,
-  b: (c) => c.ex.bodyBytesSent || null, // CLF: '-' for no body
+  // CLF's b is '-' for no body, but gunicorn's is `resp.sent is not None and str(resp.sent) or '-'`, and
+  // str(0) is "0", which is truthy: gunicorn writes 0, so we do.
+  b: (c) => c.ex.bodyBytesSent,
   f: (c) => c.ex.environ.HTTP_REFERER ?? null,
   a: (c) => c.ex.environ.HTTP_USER_AGENT ?? null,
   T: (c) => Math.floor(c.elapsedUs / 1e6),
@@ -2160,7 +2162,8 @@ export class StatsdClient {
   /** The socket is connected once (the host resolved once, as gunicorn's connect() does); lines sent before it is wait for it. */
   async open(): Promise<void> {
     try {
-      this.socket = await Bun.udpSocket({ connect: { hostname: this.host, port: this.port } });
+      // An ICMP "port unreachable" comes back as an error on the socket: ignored, or it would end the process.
+      this.socket = await Bun.udpSocket({ connect: { hostname: this.host, port: this.port }, socket: { error() {} } });
       this.queueFlush();
     } catch {
       this.socket = null; // unresolvable: metrics are dropped, the server serves on
