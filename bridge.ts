@@ -27,7 +27,7 @@ import os from "node:os";
 import path from "node:path";
 // @ts-expect-error: Bun imports the file as text (and embeds it in the binary); TypeScript has no type for .py
 import WORKER_SOURCE from "./worker.py" with { type: "text" };
-import type { AppStage, Config, Logger, RequestHead } from "./server.ts";
+import type { AccessLogNeeds, AppStage, Config, Logger, RequestHead, StatsdClient } from "./server.ts";
 
 // ==== 1. The frame protocol ====
 // Every frame: a 9-byte header (u32 payload length, u8 type, u32 request id), then the payload.
@@ -38,6 +38,10 @@ export const FRAME = {
   // worker → front
   READY: 20, BOOT_ERROR: 21, START: 22, DATA: 23, END: 24, RESPONSE: 25, ERROR: 26,
   PULL: 27, STARTED: 28, CANCELLED: 29, SENDFILE: 30,
+  // Just before a request's final frame, only when BUNICORN_LOG_ENVIRON names keys (the
+  // access log's {var}e atoms): a JSON object (UTF-8), lowercased key → str(value) as the
+  // app left the environ; absent keys are left out.
+  LOG_ENVIRON: 31,
 } as const;
 type Frame = (typeof FRAME)[keyof typeof FRAME];
 
@@ -168,6 +172,9 @@ export interface AppExchange {
   knownLength: number;
   /** "METHOD target VERSION", for logs. */
   describe(): string;
+  /** For the access log, set only when its format asks: the worker's pid (`p`) and the environ it reported (`{var}e`). */
+  workerPid: number;
+  workerEnviron: Record<string, string> | null;
   // The request body.
   /** Request bytes received and not yet read: the body's, then any pipelined request's. */
   readonly bufferedBytes: number;
@@ -534,10 +541,13 @@ class PythonWorkerPool implements PythonStage {
   private spawnTimer: ReturnType<typeof setTimeout> | null = null;
   /** The last boot traceback logged: the same one is said once, not at every retry. */
   private lastBootError = "";
+  /** --statsd-host: the last gunicorn.workers gauge sent, and when gunicorn.backlog was. */
+  private lastWorkersGauge = -1;
+  private lastBacklogAt = 0;
 
   private readonly spoolLimits: SpoolLimits;
 
-  constructor(private readonly config: Config, private readonly log: Logger) {
+  constructor(private readonly config: Config, private readonly log: Logger, private readonly logNeeds: AccessLogNeeds) {
     this.python = choosePython(config);
     this.spoolLimits = { memoryBytes: config.responseBufferMemoryBytes, fileBytes: config.responseBufferFileBytes, totalFileBytes: config.responseBufferTotalBytes };
     process.on("exit", () => this.killAll());
@@ -623,6 +633,7 @@ class PythonWorkerPool implements PythonStage {
     if (!startsAtOnce) flags |= REQ_FLAG.ACK_START;
     request.worker = worker;
     request.isCancelSent = false;
+    if (this.logNeeds.isPidLogged) ex.workerPid = worker.pid;
     worker.requests.set(request.id, request);
     if (startsAtOnce) this.markStarted(request);
     else {
@@ -774,6 +785,9 @@ class PythonWorkerPool implements PythonStage {
       case FRAME.SENDFILE:
         request.sendfile = this.sendFile(request, payload);
         return;
+      case FRAME.LOG_ENVIRON:
+        ex.workerEnviron = JSON.parse(payload.toString("utf8"));
+        return;
     }
   }
 
@@ -898,6 +912,8 @@ class PythonWorkerPool implements PythonStage {
       BUNICORN_MULTIPROCESS: this.config.workers > 1 ? "1" : "0",
       PYTHONUNBUFFERED: "1",
     };
+    // Only a format with {var}e atoms makes the worker report anything (worker.py ReportingWorker).
+    if (this.logNeeds.environKeys.length > 0) env.BUNICORN_LOG_ENVIRON = JSON.stringify(this.logNeeds.environKeys);
     if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
     if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
     let worker!: PyWorker;
@@ -913,8 +929,8 @@ class PythonWorkerPool implements PythonStage {
     const fds = (proc as unknown as { stdio: (number | null)[] }).stdio;
     this.connectChannel(worker, worker.data, worker.reader, fds[DATA_FD]!, true);
     this.connectChannel(worker, worker.control, worker.controlReader, fds[CONTROL_FD]!, false);
-    this.forwardOutput(worker, proc.stdout as ReadableStream<Uint8Array>, "info");
-    this.forwardOutput(worker, proc.stderr as ReadableStream<Uint8Array>, "error");
+    this.forwardOutput(worker, proc.stdout as ReadableStream<Uint8Array>, 1);
+    this.forwardOutput(worker, proc.stderr as ReadableStream<Uint8Array>, 2);
     this.log.info(`Booting worker with pid: ${proc.pid}`);
     return worker;
   }
@@ -936,8 +952,8 @@ class PythonWorkerPool implements PythonStage {
     });
   }
 
-  /** Worker stdout/stderr lines reach the error log, tagged with the worker. */
-  private async forwardOutput(worker: PyWorker, stream: ReadableStream<Uint8Array>, level: "info" | "error"): Promise<void> {
+  /** Worker stdout (fd 1) and stderr (fd 2), line by line (see forwardLine). */
+  private async forwardOutput(worker: PyWorker, stream: ReadableStream<Uint8Array>, fd: 1 | 2): Promise<void> {
     const decoder = new TextDecoder();
     let partial = "";
     try {
@@ -945,12 +961,29 @@ class PythonWorkerPool implements PythonStage {
         partial += decoder.decode(bytes, { stream: true });
         let nl: number;
         while ((nl = partial.indexOf("\n")) !== -1) {
-          this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial.slice(0, nl)}`);
+          this.forwardLine(worker, partial.slice(0, nl), fd);
           partial = partial.slice(nl + 1);
         }
       }
     } catch { /* the process is gone */ }
-    if (partial !== "") this.log[level](`[worker ${worker.id} pid ${worker.pid}] ${partial}`);
+    if (partial !== "") this.forwardLine(worker, partial, fd);
+  }
+
+  /**
+   * An error worker.py reports itself (REPORT_MARK) goes to the error log at ERROR. The app's
+   * own output is no error: with --capture-output it goes to the error log at INFO, tagged
+   * with the worker (gunicorn's capture_output); without, to this process's stdout or stderr
+   * as the app wrote it (gunicorn's workers inherit them).
+   */
+  private forwardLine(worker: PyWorker, line: string, fd: 1 | 2): void {
+    const tag = `[worker ${worker.id} pid ${worker.pid}] `;
+    if (fd === 2 && line.startsWith(REPORT_MARK)) return this.log.error(tag + line.slice(REPORT_MARK.length));
+    if (this.config.captureOutput) return this.log.captured(tag + line);
+    try {
+      fs.writeSync(fd, line + "\n");
+    } catch {
+      // a closed stdout must not take the server down
+    }
   }
 
   private onReady(worker: PyWorker): void {
@@ -1064,15 +1097,30 @@ class PythonWorkerPool implements PythonStage {
     this.dispatch();
   }
 
-  /** Every tick: --timeout, take-backs from behind slow requests, and the end of a backoff once workers are stable. */
+  /** Every tick: --timeout, take-backs from behind slow requests, the end of a backoff once workers are stable, metrics. */
   private tick(): void {
     const now = performance.now();
+    if (this.log.metrics !== null) this.sendMetrics(this.log.metrics, now);
     const limit = this.config.timeoutS * 1000;
     for (const worker of [...this.workers]) {
       if (worker.state === "dead") continue;
       if (worker.state === "ready" && now - worker.readyAt >= STABLE_AFTER_MS && worker.spawnedAt > this.backoff.lastFailureAt) this.backoff.reset();
       this.recallWaiting(worker, now);
       if (limit > 0) this.murderTimedOut(worker, now, limit);
+    }
+  }
+
+  /**
+   * gunicorn's arbiter metrics: gunicorn.workers when the count changes, and with
+   * --enable-backlog-metric gunicorn.backlog once a second (its loop's pace). Our backlog is
+   * the requests waiting for a worker (see --backlog), not the kernel's listen queue.
+   */
+  private sendMetrics(metrics: StatsdClient, now: number): void {
+    const live = this.liveCount();
+    if (live !== this.lastWorkersGauge) metrics.gauge("gunicorn.workers", (this.lastWorkersGauge = live));
+    if (this.config.enableBacklogMetric && now - this.lastBacklogAt >= 1000) {
+      this.lastBacklogAt = now;
+      metrics.histogram("gunicorn.backlog", this.queue.length + this.waitingInWorkers);
     }
   }
 
@@ -1146,6 +1194,8 @@ class PythonWorkerPool implements PythonStage {
   }
 }
 
+/** worker.py REPORT_MARK: starts each stderr line of an error the worker reports itself. */
+const REPORT_MARK = "\x1e";
 /** How often the pool checks timeouts and take-backs; timeouts fire within one tick of their due time. */
 const TICK_MS = 250;
 /** A worker that dies sooner than this after it was ready counts as a failed start (a crash on every first request). */
@@ -1200,6 +1250,7 @@ export function choosePython(config: Config): string {
   return "python3";
 }
 
-export function createPythonStage(config: Config, log: Logger): PythonStage {
-  return new PythonWorkerPool(config, log);
+/** `logNeeds`: what the access log format asks of the workers (nothing, when there is no access log). */
+export function createPythonStage(config: Config, log: Logger, logNeeds: AccessLogNeeds = { environKeys: [], isPidLogged: false }): PythonStage {
+  return new PythonWorkerPool(config, log, logNeeds);
 }

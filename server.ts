@@ -264,7 +264,9 @@ export class Server {
   private listeners: { stop(closeActive?: boolean): void }[] = [];
   private ticker: ReturnType<typeof setInterval> | null = null;
   private inFlightCount = 0;
+  private readonly accessFormat: AccessFormat;
   constructor(readonly config: Config, readonly app: AppStage, readonly log: Logger, private readonly accessLog = openAccessLog(config)) {
+    this.accessFormat = compileAccessFormat(config.accessLogFormat);
     this.parserLimits = {
       maxRequestLineBytes: config.limitRequestLine,
       maxHeaderFields: config.limitRequestFields,
@@ -288,7 +290,8 @@ export class Server {
   }
 
   logAccess(ex: Exchange): void {
-    this.accessLog?.write(formatAccessLine(ex));
+    if (this.accessLog !== null) this.accessLog.write(formatAccessLine(this.accessFormat, ex));
+    if (this.log.metrics !== null) this.log.metrics.noteRequest(ex);
   }
 
   listen(): void {
@@ -400,6 +403,7 @@ export class Server {
     if (this.ticker !== null) clearInterval(this.ticker);
     await this.app.stop(graceful);
     this.accessLog?.flush();
+    this.log.metrics?.close();
     this.log.flush();
   }
 }
@@ -1962,6 +1966,8 @@ function serializeRejection(status: number, message: string): string {
  * in bridge.ts) calls setResponse, writeBody and endResponse or failApp; the exchange
  * turns them into bytes with the right framing and hands them to its connection.
  */
+const NO_HEADERS: [string, string][] = [];
+
 export class Exchange implements AppExchange {
   environ: Environ;
   onAbort: (() => void) | null = null;
@@ -1976,6 +1982,9 @@ export class Exchange implements AppExchange {
   private hasNoBody = false;
   private status = 0;
   readonly startedAt = performance.now();
+  /** For the access log: the Python worker that served it (`p`) and the environ it reported (`{var}e`), when the format asks. */
+  workerPid = 0;
+  workerEnviron: Record<string, string> | null = null;
 
   constructor(readonly conn: Conn, readonly head: RequestHead, readonly server: Server) {
     this.environ = buildEnviron(head, conn.info, server.config.rootPath);
@@ -1984,6 +1993,10 @@ export class Exchange implements AppExchange {
   get hasResponse(): boolean { return this.response !== null; }
   get isHeadCommitted(): boolean { return this.committed; }
   get statusCode(): number { return this.status; }
+  /** The app's response headers (for `{header}o`). */
+  get responseHeaders(): [string, string][] { return this.response === null ? NO_HEADERS : this.response[1]; }
+  /** Body bytes that went to the client (`%(b)s`): none for HEAD, 204 and 304, whatever the app produced. */
+  get bodyBytesSent(): number { return this.hasNoBody || this.head.method === "HEAD" ? 0 : this.bytesWritten; }
 
   setResponse(status: string, headers: [string, string][]): void {
     this.response = [status, headers];
@@ -2175,10 +2188,13 @@ function logTimestamp(): string {
 /** gunicorn's error-log line: `[time] [pid] [LEVEL] message`. */
 export class Logger {
   private readonly threshold: number;
+  /** --statsd-host: gunicorn counts warnings, errors and criticals (gunicorn.log.LEVEL), whatever --log-level. */
+  metrics: StatsdClient | null = null;
   constructor(private readonly sink: LineSink, level: LogLevel) {
     this.threshold = LOG_LEVELS.indexOf(level);
   }
   private emit(level: LogLevel, message: string): void {
+    if (this.metrics !== null && level !== "debug" && level !== "info") this.metrics.increment(`gunicorn.log.${level}`);
     if (LOG_LEVELS.indexOf(level) < this.threshold) return;
     this.sink.write(`[${logTimestamp()}] [${process.pid}] [${level.toUpperCase()}] ${message}`);
   }
@@ -2187,6 +2203,8 @@ export class Logger {
   warning(m: string) { this.emit("warning", m); }
   error(m: string) { this.emit("error", m); }
   critical(m: string) { this.emit("critical", m); }
+  /** The app's output under --capture-output: INFO, but written whatever --log-level (gunicorn writes it to the file unfiltered). */
+  captured(m: string) { this.sink.write(`[${logTimestamp()}] [${process.pid}] [INFO] ${m}`); }
   flush() { this.sink.flush(); }
 }
 
@@ -2201,14 +2219,314 @@ function openAccessLog(config: Config): LineSink | null {
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-/** gunicorn's default access format: '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'. */
-function formatAccessLine(ex: Exchange): string {
-  const d = new Date();
+
+/** gunicorn's default access format (gunicorn/config.py AccessLogFormat). */
+const GUNICORN_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"';
+/** `--access-logformat json`: every fixed atom, in the order of gunicorn's docs. */
+const JSON_DEFAULT_ATOMS = ["h", "l", "u", "t", "r", "m", "U", "q", "H", "s", "B", "b", "f", "a", "T", "M", "D", "L", "p"];
+/** Atoms whose JSON value is a number (the text format prints the same digits). */
+const NUMERIC_ATOMS = new Set(["s", "B", "b", "T", "M", "D", "L"]);
+
+/** What an atom reads: the exchange, and the moment the line is written. null is a missing value ('-'). */
+interface AccessContext { ex: Exchange; now: Date; elapsedUs: number }
+type AtomReader = (c: AccessContext) => string | number | null;
+
+/**
+ * gunicorn's atoms (gunicorn/glogging.py `atoms()`), read from the exchange. Where the app
+ * may have changed the environ (PATH_INFO, REMOTE_USER), a Python app's copy is in its
+ * worker: only `{var}e` asks the worker for it (AccessLogNeeds); the others read the front's.
+ */
+const FIXED_ATOMS: Record<string, AtomReader> = {
+  h: (c) => c.ex.environ.REMOTE_ADDR ?? null,
+  l: () => "-",
+  u: (c) => readBasicAuthUser(c.ex.environ.HTTP_AUTHORIZATION),
+  t: (c) => formatClfTime(c.now),
+  r: (c) => requestLine(c.ex.head),
+  m: (c) => c.ex.head.method,
+  U: (c) => c.ex.environ.PATH_INFO ?? null,
+  q: (c) => c.ex.environ.QUERY_STRING ?? null,
+  H: (c) => c.ex.head.version,
+  s: (c) => c.ex.statusCode || null,
+  B: (c) => c.ex.bodyBytesSent,
+  // CLF's b is '-' for no body, but gunicorn's is `resp.sent is not None and str(resp.sent) or '-'`, and
+  // str(0) is "0", which is truthy: gunicorn writes 0, so we do.
+  b: (c) => c.ex.bodyBytesSent,
+  f: (c) => c.ex.environ.HTTP_REFERER ?? null,
+  a: (c) => c.ex.environ.HTTP_USER_AGENT ?? null,
+  T: (c) => Math.floor(c.elapsedUs / 1e6),
+  M: (c) => Math.floor(c.elapsedUs / 1e3),
+  D: (c) => c.elapsedUs,
+  L: (c) => `${Math.floor(c.elapsedUs / 1e6)}.${String(c.elapsedUs % 1e6).padStart(6, "0")}`,
+  p: (c) => `<${c.ex.workerPid || process.pid}>`,
+};
+
+/** `[01/Dec/2026:10:00:00 +0000]`: gunicorn's strftime('[%d/%b/%Y:%H:%M:%S %z]'), in UTC. */
+function formatClfTime(d: Date): string {
   const p = (n: number) => String(n).padStart(2, "0");
-  const time = `[${p(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000]`;
-  const e = ex.environ;
-  const quoted = (s: string | undefined) => (s === undefined ? "-" : s.replaceAll("\\", "\\\\").replaceAll('"', '\\"'));
-  return `${ex.conn.info.remoteAddr} - - ${time} "${quoted(requestLine(ex.head))}" ${ex.statusCode || "-"} ${ex.bytesWritten || "-"} "${quoted(e.HTTP_REFERER)}" "${quoted(e.HTTP_USER_AGENT)}"`;
+  return `[${p(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000]`;
+}
+
+/** gunicorn's `_get_user`: the user of `Authorization: Basic`, else null. */
+function readBasicAuthUser(authorization: string | undefined): string | null {
+  if (authorization === undefined || !authorization.toLowerCase().startsWith("basic")) return null;
+  const space = authorization.indexOf(" ");
+  if (space === -1) return null;
+  const encoded = authorization.slice(space + 1).trim();
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(encoded) || encoded.length % 4 !== 0) return null; // b64decode would raise
+  const decoded = Buffer.from(encoded, "base64");
+  const colon = decoded.indexOf(0x3a);
+  const user = colon === -1 ? decoded : decoded.subarray(0, colon);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(user);
+  } catch {
+    return null; // not UTF-8: gunicorn logs it at debug and shows '-'
+  }
+}
+
+/**
+ * `{name}i`, `{name}o`, `{name}e`: gunicorn lowercases the whole key, so `{X-Request-Id}i`
+ * and `{x-request-id}I` are the same atom; a repeated header shows its last value (its dict).
+ */
+function readBraceAtom(key: string): AtomReader | null {
+  const m = /^\{(.*)\}([ioe])$/.exec(key.toLowerCase());
+  if (m === null) return null;
+  const name = m[1];
+  if (m[2] === "i") return (c) => lastValue(c.ex.head.headers, name);
+  if (m[2] === "o") return (c) => lastValue(c.ex.responseHeaders, name);
+  return (c) => readEnvironAtom(c.ex, name);
+}
+
+function lastValue(headers: [string, string][], lowerName: string): string | null {
+  for (let i = headers.length - 1; i >= 0; i--) if (headers[i][0].toLowerCase() === lowerName) return headers[i][1];
+  return null;
+}
+
+/** The environ as the app left it: a Python worker reports it (lowercased keys); a TypeScript app's is ours. */
+function readEnvironAtom(ex: Exchange, lowerKey: string): string | null {
+  if (ex.workerEnviron !== null) return ex.workerEnviron[lowerKey] ?? null;
+  let value: string | null = null;
+  for (const key in ex.environ) if (key.toLowerCase() === lowerKey) value = String(ex.environ[key]);
+  return value;
+}
+
+/** What a Python worker must report per request for the format: nothing (and no bytes) unless `{var}e` is used. */
+export interface AccessLogNeeds {
+  /** Lowercased environ keys of the `{var}e` atoms. */
+  environKeys: string[];
+  /** `p`: the pool notes which worker served each request. */
+  isPidLogged: boolean;
+}
+
+/** A compiled --access-logformat: literal text and atoms in order, or the JSON keys. */
+export interface AccessFormat {
+  isJson: boolean;
+  parts: (string | { key: string; read: AtomReader })[];
+  needs: AccessLogNeeds;
+}
+
+/** A setting's value that cannot work (a format that does not compile, a statsd address we cannot reach): exit 2. */
+class InvalidSettingValue extends Error {}
+
+/**
+ * gunicorn applies the format with Python's `%` and a dict: `%(atom)s` and `%%` are all its
+ * users write. Other conversions (`%(s)d`, `%-10(h)s`) and a stray `%` are refused at start
+ * (gunicorn would log a traceback on every request instead). `json` and `json:ATOM,ATOM`
+ * are bunicorn's: one JSON object a line, keyed by atom name.
+ */
+export function compileAccessFormat(format: string): AccessFormat {
+  const parts: AccessFormat["parts"] = [];
+  if (format === "json" || format.startsWith("json:")) {
+    const keys = format === "json" ? JSON_DEFAULT_ATOMS : format.slice(5).split(",").map((k) => k.trim());
+    if (keys.some((k) => k === "")) throw new InvalidSettingValue("json: expects atoms separated by commas, e.g. json:h,r,s,{x-request-id}i");
+    for (const key of keys) parts.push({ key, read: readAtom(key) });
+    return { isJson: true, parts, needs: findNeeds(keys) };
+  }
+  const keys: string[] = [];
+  let literal = "";
+  for (let i = 0; i < format.length; i++) {
+    if (format[i] !== "%") { literal += format[i]; continue; }
+    if (format[i + 1] === "%") { literal += "%"; i++; continue; }
+    const close = format[i + 1] === "(" ? format.indexOf(")", i + 2) : -1;
+    if (close === -1 || format[close + 1] !== "s") {
+      throw new InvalidSettingValue(`expected %(atom)s or %% at offset ${i}, got '${format.slice(i, i + 12)}'`);
+    }
+    const key = format.slice(i + 2, close);
+    if (literal !== "") parts.push(literal);
+    literal = "";
+    parts.push({ key, read: readAtom(key) });
+    keys.push(key);
+    i = close + 1;
+  }
+  if (literal !== "") parts.push(literal);
+  return { isJson: false, parts, needs: findNeeds(keys) };
+}
+
+/** An atom gunicorn does not know reads as '-' (its SafeAtoms), as does a header or variable that is absent. */
+function readAtom(key: string): AtomReader {
+  return FIXED_ATOMS[key] ?? readBraceAtom(key) ?? (() => null);
+}
+
+function findNeeds(keys: string[]): AccessLogNeeds {
+  const environKeys = new Set<string>();
+  for (const key of keys) {
+    const m = /^\{(.*)\}e$/.exec(key.toLowerCase());
+    if (m !== null) environKeys.add(m[1]);
+  }
+  return { environKeys: [...environKeys], isPidLogged: keys.includes("p") };
+}
+
+/** --access-logformat's check in the SETTINGS table: a format that cannot compile exits 2. */
+function refuseAccessFormat(format: string): string | null {
+  try {
+    compileAccessFormat(format);
+    return null;
+  } catch (err) {
+    if (err instanceof InvalidSettingValue) return err.message;
+    throw err;
+  }
+}
+
+/**
+ * One access-log line. Text: gunicorn's SafeAtoms escaping, which turns `"` into `\"` and
+ * nothing else (so a line reads the same as gunicorn's). JSON: JSON.stringify escapes
+ * everything a parser needs; numbers stay numbers, missing values are null.
+ */
+export function formatAccessLine(format: AccessFormat, ex: Exchange, now = new Date()): string {
+  const c: AccessContext = { ex, now, elapsedUs: Math.max(0, Math.round((performance.now() - ex.startedAt) * 1000)) };
+  let line = "";
+  if (format.isJson) {
+    for (const part of format.parts as { key: string; read: AtomReader }[]) {
+      const v = part.read(c);
+      // L is a string of digits ("0.001234"): a JSON number as it stands.
+      const value = v === null ? "null" : NUMERIC_ATOMS.has(part.key) ? String(v) : JSON.stringify(String(v));
+      line += (line === "" ? "{" : ",") + JSON.stringify(part.key) + ":" + value;
+    }
+    return line + "}";
+  }
+  for (const part of format.parts) {
+    if (typeof part === "string") { line += part; continue; }
+    const v = part.read(c);
+    line += v === null ? "-" : typeof v === "string" ? v.replaceAll('"', '\\"') : String(v);
+  }
+  return line;
+}
+
+/**
+ * Most metric lines one datagram carries: lines of one event-loop turn are joined with
+ * newlines (statsd and DogStatsD read several per packet) up to 1432 bytes, the payload
+ * that fits a 1500-byte Ethernet frame over IPv6 without fragments (statsd's own advice).
+ */
+const STATSD_MAX_PACKET_BYTES = 1432;
+
+/**
+ * gunicorn's statsd instrumentation (gunicorn/instrument/statsd.py): the same metric names,
+ * prefix rule and DogStatsD tags, over UDP. Lines of one event-loop turn go out together;
+ * a send that fails (no listener: ECONNREFUSED) is dropped, as statsd over UDP expects.
+ */
+export class StatsdClient {
+  private lines: string[] = [];
+  private isFlushQueued = false;
+  private readonly prefix: string;
+  private readonly suffix: string;
+  private socket: { send(data: string): boolean; close(): void } | null = null;
+
+  constructor(private readonly host: string, private readonly port: number, prefix: string, tags: string) {
+    // gunicorn: sub(r"^(.+[^.]+)\.*$", "\g<1>.", prefix): one trailing dot (none added to a 1-character prefix).
+    this.prefix = prefix.replace(/^(.+[^.]+)\.*$/, "$1.");
+    this.suffix = tags === "" ? "" : `|#${tags}`;
+  }
+
+  /** The socket is connected once (the host resolved once, as gunicorn's connect() does); lines sent before it is wait for it. */
+  async open(): Promise<void> {
+    try {
+      // An ICMP "port unreachable" comes back as an error on the socket: ignored, or it would end the process.
+      this.socket = await Bun.udpSocket({ connect: { hostname: this.host, port: this.port }, socket: { error() {} } });
+      this.queueFlush();
+    } catch {
+      this.socket = null; // unresolvable: metrics are dropped, the server serves on
+    }
+  }
+
+  increment(name: string, value = 1): void { this.push(`${name}:${value}|c|@1.0`); }
+  gauge(name: string, value: number): void { this.push(`${name}:${value}|g`); }
+  histogram(name: string, value: number): void { this.push(`${name}:${value}|h`); }
+  /** Milliseconds as Python prints a float (`5.0`, `1.234`), as gunicorn sends them. */
+  timer(name: string, ms: number): void { this.push(`${name}:${Number.isInteger(ms) ? ms + ".0" : ms}|ms`); }
+
+  /** gunicorn's access(): duration, the request counter, and one counter per status. */
+  noteRequest(ex: Exchange): void {
+    const us = Math.max(0, Math.round((performance.now() - ex.startedAt) * 1000));
+    this.timer("gunicorn.request.duration", us / 1000);
+    this.increment("gunicorn.requests");
+    if (ex.statusCode !== 0) this.increment(`gunicorn.request.status.${ex.statusCode}`);
+  }
+
+  private push(line: string): void {
+    this.lines.push(this.prefix + line + this.suffix);
+    this.queueFlush();
+  }
+
+  private queueFlush(): void {
+    if (this.isFlushQueued || this.lines.length === 0) return;
+    this.isFlushQueued = true;
+    setImmediate(() => this.flush());
+  }
+
+  flush(): void {
+    this.isFlushQueued = false;
+    if (this.socket === null) return;
+    let packet = "";
+    for (const line of this.lines) {
+      if (packet !== "" && packet.length + 1 + line.length > STATSD_MAX_PACKET_BYTES) {
+        this.send(packet);
+        packet = "";
+      }
+      packet += (packet === "" ? "" : "\n") + line;
+    }
+    if (packet !== "") this.send(packet);
+    this.lines = [];
+  }
+
+  private send(packet: string): void {
+    try {
+      this.socket!.send(packet);
+    } catch {
+      // ECONNREFUSED (nobody listening yet) and the like: a metric lost, never an error
+    }
+  }
+
+  close(): void {
+    this.flush();
+    this.socket?.close();
+  }
+}
+
+/** --statsd-host HOST:PORT (port 8125 when omitted, as gunicorn's default); null when unset. Unix datagram sockets are refused: Bun has none. */
+function parseStatsdHost(value: string): { host: string; port: number } {
+  if (value.startsWith("unix:")) throw new InvalidSettingValue("unix datagram sockets are not supported (Bun's UDP sockets are IP only); use HOST:PORT");
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+))(?::([0-9]{1,5}))?$/.exec(value);
+  const port = m?.[3] === undefined ? 8125 : parseDigits(m[3]);
+  if (m === null || port < 1 || port > 65535) throw new InvalidSettingValue(`expected HOST:PORT, got '${value}'`);
+  return { host: m[1] ?? m[2], port };
+}
+
+function refuseStatsdHost(value: string): string | null {
+  try {
+    parseStatsdHost(value);
+    return null;
+  } catch (err) {
+    if (err instanceof InvalidSettingValue) return err.message;
+    throw err;
+  }
+}
+
+/** The statsd client the flags ask for, or null. */
+async function openStatsd(config: Config): Promise<StatsdClient | null> {
+  if (config.statsdHost === null) return null;
+  const { host, port } = parseStatsdHost(config.statsdHost);
+  const client = new StatsdClient(host, port, config.statsdPrefix, config.dogstatsdTags);
+  await client.open();
+  return client;
 }
 
 // Metrics go here, beside the access log: counted from the same ended exchange that
@@ -2256,7 +2574,6 @@ export interface Config {
   daemon: boolean;
   checkConfig: boolean;
   printConfig: boolean;
-  // Read and kept for the logging issue; not applied yet (see PENDING_TODAY).
   accessLogFormat: string;
   captureOutput: boolean;
   statsdHost: string | null;
@@ -2380,8 +2697,6 @@ export interface SettingSpec {
   differs?: string;
   /** Refused only until a later issue implements it: flipping that issue's rows is the whole change. */
   later?: string;
-  /** Lands in Config, but the logging issue has not applied it yet: a warning when it is set. */
-  isPending?: boolean;
   /** Values meaning gunicorn's default: accepted without a word even where the setting is warned or refused. */
   accepts?: string[];
   /** A supported setting's value that bunicorn refuses, and why. */
@@ -2411,8 +2726,6 @@ const refused = (name: string, flags: string[], kind: FlagKind, help: string, mo
 const later = (issue: keyof typeof LATER, name: string, flags: string[], kind: FlagKind, more: Partial<SettingSpec> = {}): SettingSpec =>
   refused(name, flags, kind, LATER[issue], { later: issue, ...more });
 const hook = (name: string): SettingSpec => later("hooks", name, [], "string");
-const pendingLog = (name: string, flags: string[], key: SettingKey, kind: FlagKind, help: string): SettingSpec =>
-  supported(name, flags, key, kind, help, { isPending: true });
 
 const WORKER_CLASSES_OK = ["sync", "gthread", "gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker"];
 
@@ -2486,10 +2799,15 @@ export const SETTINGS: SettingSpec[] = [
   // Logging
   supported("accesslog", ["--access-logfile"], "accessLogfile", "string", "access log file, '-' for stdout [off]"),
   warned("disable_redirect_access_to_syslog", ["--disable-redirect-access-to-syslog"], "bool", "bunicorn never sends the access log to syslog"),
-  pendingLog("access_log_format", ["--access-logformat"], "accessLogFormat", "string", "access log format (gunicorn's atoms) [gunicorn's default]"),
+  supported("access_log_format", ["--access-logformat"], "accessLogFormat", "string", "access log format: gunicorn's %(atom)s atoms, or json (every atom) or json:ATOM,ATOM [gunicorn's default]", {
+    refuseValue: refuseAccessFormat,
+    differs: "t is in UTC (+0000; gunicorn: local time). A format gunicorn would fail on at every request (%(s)d, a stray %) is refused at start. json and json:ATOMS are bunicorn's: one JSON object a line, keys named as the atoms, numbers as numbers, missing values null",
+  }),
   supported("errorlog", ["--error-logfile", "--log-file"], "errorLogfile", "string", "error log file, '-' for stderr [-]"),
   supported("loglevel", ["--log-level"], "logLevel", "level", "debug, info, warning, error or critical [info]"),
-  pendingLog("capture_output", ["--capture-output"], "captureOutput", "bool", "send the workers' stdout and stderr to the error log [they go to the error log already]"),
+  supported("capture_output", ["--capture-output"], "captureOutput", "bool", "send the app's stdout and stderr (print()) to the error log [off: to the server's stdout and stderr]", {
+    differs: "captured lines are tagged [INFO] [worker N pid P] (gunicorn writes them raw), also with --error-logfile - (gunicorn then does nothing)",
+  }),
   refused("logger_class", ["--logger-class"], "string", "bunicorn's logger cannot be replaced by a Python class; use --error-logfile, --access-logfile and --log-level", { accepts: ["gunicorn.glogging.Logger"] }),
   refused("logconfig", ["--log-config"], "string", "bunicorn does not read Python logging configuration files; use --error-logfile, --access-logfile and --log-level"),
   refused("logconfig_dict", [], "string", "bunicorn does not read Python logging configuration; use errorlog, accesslog and loglevel"),
@@ -2498,11 +2816,15 @@ export const SETTINGS: SettingSpec[] = [
   refused("syslog", ["--log-syslog"], "bool", NO_SYSLOG),
   refused("syslog_prefix", ["--log-syslog-prefix"], "string", NO_SYSLOG),
   refused("syslog_facility", ["--log-syslog-facility"], "string", NO_SYSLOG, { accepts: ["user"] }),
-  warned("enable_stdio_inheritance", ["-R", "--enable-stdio-inheritance"], "bool", "the workers' output always reaches the front, which writes it to the error log unbuffered"),
-  pendingLog("statsd_host", ["--statsd-host"], "statsdHost", "string", "HOST:PORT of a statsd server to send metrics to"),
-  pendingLog("dogstatsd_tags", ["--dogstatsd-tags"], "dogstatsdTags", "string", "comma-separated DogStatsD tags for every metric"),
-  pendingLog("statsd_prefix", ["--statsd-prefix"], "statsdPrefix", "string", "prefix of every statsd metric name"),
-  pendingLog("enable_backlog_metric", ["--enable-backlog-metric"], "enableBacklogMetric", "bool", "send the backlog size as a statsd metric"),
+  warned("enable_stdio_inheritance", ["-R", "--enable-stdio-inheritance"], "bool", "the workers' output always reaches the front's stdout and stderr (or, with --capture-output, the error log), unbuffered"),
+  supported("statsd_host", ["--statsd-host"], "statsdHost", "string", "HOST[:PORT] of a statsd server to send gunicorn's metrics to, over UDP [port 8125]", {
+    refuseValue: refuseStatsdHost, differs: "no unix: datagram sockets (Bun's UDP is IP only); metrics of one event-loop turn share a packet, one per line",
+  }),
+  supported("dogstatsd_tags", ["--dogstatsd-tags"], "dogstatsdTags", "string", "comma-separated DogStatsD tags for every metric (tag:value,...)"),
+  supported("statsd_prefix", ["--statsd-prefix"], "statsdPrefix", "string", "prefix of every statsd metric name (a '.' is added)"),
+  supported("enable_backlog_metric", ["--enable-backlog-metric"], "enableBacklogMetric", "bool", "send gunicorn.backlog once a second (with --statsd-host)", {
+    differs: "the requests waiting for a Python worker (see backlog), not the kernel's listen queue",
+  }),
   // Process Naming
   warned("proc_name", ["-n", "--name"], "string", "bunicorn does not rename its processes (ps shows bunicorn and bunicorn-worker)"),
   warned("default_proc_name", [], "string", "bunicorn does not rename its processes"),
@@ -2574,19 +2896,9 @@ export const SETTINGS: SettingSpec[] = [
   supported(null, ["-h", "--help"], "help", "bool", "show this help and exit"),
 ];
 
-/** gunicorn's default access log format, the one formatAccessLine writes. */
-const GUNICORN_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"';
 /** Set in the detached copy that --daemon starts, so it does not detach again; removed before anything reads the environment. */
 const DAEMON_CHILD_ENV = "BUNICORN_DAEMON_CHILD";
 
-const PENDING_TODAY: Record<string, string> = {
-  access_log_format: "the access log uses gunicorn's default format",
-  capture_output: "the workers' output goes to the error log already",
-  statsd_host: "no metrics are sent",
-  dogstatsd_tags: "no metrics are sent",
-  statsd_prefix: "no metrics are sent",
-  enable_backlog_metric: "no metrics are sent",
-};
 
 export function usage(): string {
   const rows = SETTINGS.filter((s) => s.status === "supported" && s.flags.length > 0).map((s) => {
@@ -2805,16 +3117,6 @@ function applyAssignments(result: ParsedConfig, assignments: Assignment[]): void
   }
 }
 
-/** Pending (logging) settings that are set: they land in Config, and the log says they are not applied yet. */
-function warnPendingSettings(result: ParsedConfig): void {
-  for (const spec of SETTINGS) {
-    if (!spec.isPending || spec.key === undefined) continue;
-    const value = (result as any)[spec.key];
-    if (value === null || value === false || value === "" || value === GUNICORN_ACCESS_LOG_FORMAT) continue;
-    result.warnings.push(`${spec.name}: not applied yet: ${PENDING_TODAY[spec.name!]}`);
-  }
-}
-
 function parseFlagValue(spec: SettingSpec, flag: string, raw: string): number | string {
   switch (spec.kind) {
     case "count": {
@@ -2897,7 +3199,6 @@ export function parseArgs(argv: string[], sources: ConfigSources = {}): ParsedCo
   if (result.limitRequestLine === 0) result.limitRequestLine = 8190;
   if (result.limitRequestFields === 0) result.limitRequestFields = 32768;
   if (result.limitRequestFieldSize === 0) result.limitRequestFieldSize = Number.MAX_SAFE_INTEGER;
-  warnPendingSettings(result);
   return result;
 }
 
@@ -3111,6 +3412,7 @@ async function main(argv: string[]): Promise<void> {
   }
   applyProcessSettings(config);
   const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
+  log.metrics = await openStatsd(config);
   for (const w of config.warnings) log.warning(w);
   if (config.daemon && !isDaemonChild) return startDetached(log);
   if (isTypeScriptAppSpec(config.app)) {
@@ -3213,7 +3515,7 @@ async function startPythonStage(config: Config, log: Logger, accessLog: LineSink
   if (Bun.which(python) === null && !fs.existsSync(python)) {
     exitWithStartupError(`Python interpreter not found: ${python} (use --python PATH)`);
   }
-  const pool = createPythonStage(config, log);
+  const pool = createPythonStage(config, log, accessLog === null ? undefined : compileAccessFormat(config.accessLogFormat).needs);
   const signals = installSignalHandlers(log, pool);
   const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog }), log);
   signals.serve(running);

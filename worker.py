@@ -38,6 +38,7 @@ import collections
 import importlib
 import importlib.util
 import io
+import json
 import os
 import queue
 import signal
@@ -54,7 +55,11 @@ import traceback
 # Front -> worker frame types.
 REQ, BODY, BODY_EOF, CANCEL, ABORT, ACK, STOP = 1, 2, 3, 4, 5, 6, 7
 # Worker -> front frame types.
-READY, BOOT_ERROR, START, DATA, END, RESPONSE, ERROR, PULL, STARTED, CANCELLED, SENDFILE = range(20, 31)
+READY, BOOT_ERROR, START, DATA, END, RESPONSE, ERROR, PULL, STARTED, CANCELLED, SENDFILE, LOG_ENVIRON = range(20, 32)
+# LOG_ENVIRON: just before a request's final frame (END, RESPONSE, ERROR), and only when
+# BUNICORN_LOG_ENVIRON names keys (the access log's {var}e atoms): a JSON object (UTF-8) of
+# those keys, lowercased as gunicorn matches them, to str() of the environ's values as the
+# app left them; a key the environ lacks is left out (the log shows '-').
 
 # REQ flags.
 FLAG_BODY_INLINE = 1
@@ -88,6 +93,16 @@ FRONT_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
 SPIN_S = 0.00005                        # T == 1: poll this long for the next request before sleeping in recv
 POLL_AFTER_S = 0.001                    # T == 1: peek at the socket between app steps after this long
 PPID_CHECK_S = 1.0
+
+
+# Each line of an error this program reports itself (not the app's output) starts with this
+# on stderr: the front logs those at ERROR, and the app's own stderr lines at INFO.
+REPORT_MARK = "\x1e"
+
+
+def report_error(text):
+    sys.stderr.write("".join(REPORT_MARK + line for line in text.splitlines(True)))
+    sys.stderr.flush()
 
 
 class ClientDisconnected(OSError):
@@ -776,7 +791,7 @@ class Worker:
                 body = b"".join(result)
                 if len(body) <= RESPONSE_MAX_BODY_BYTES:
                     if req.aborted:
-                        self.send_last(HEADER.pack(0, END, req.rid))  # after ABORT only END/ERROR are wanted
+                        self.send_last(req, HEADER.pack(0, END, req.rid))  # after ABORT only END/ERROR are wanted
                     else:
                         self._send_response(req, body)
                     return
@@ -793,21 +808,24 @@ class Worker:
                 if error is None and not req.head_sent:
                     error = close_error
                 else:
-                    # The front never hears of this one: log it here.
-                    sys.stderr.write("close() of the app's iterable raised:\n" + close_error)
-                    sys.stderr.flush()
+                    # The front never hears of this one: report it here.
+                    report_error("close() of the app's iterable raised:\n" + close_error)
         if req.aborted or error is None:
-            self.send_last(HEADER.pack(0, END, req.rid))
+            self.send_last(req, HEADER.pack(0, END, req.rid))
         else:
             self.send_error(req, error)
 
-    def send_last(self, frame):
+    def send_last(self, req, frame):
         """A request's final frame (small). T == 1: held, to go out in one write with the
         next request's STARTED (or alone, before this thread waits for anything)."""
         if self.threads == 1:
             self.tail += frame
         else:
             self.send(frame)
+
+    def send_last_two(self, req, head, body):
+        """A final RESPONSE too big to hold: now, as two buffers."""
+        self.send_two(head, body)
 
     def flush_tail(self):
         if self.tail:
@@ -820,9 +838,9 @@ class Worker:
         bl = len(body)
         framed = HEADER_U32.pack(4 + hl + bl, RESPONSE, req.rid, hl)
         if bl < SENDMSG_MIN_BYTES:
-            self.send_last(b"".join((framed, head, body)))
+            self.send_last(req, b"".join((framed, head, body)))
         else:
-            self.send_two(framed + head, body)
+            self.send_last_two(req, framed + head, body)
         req.head_sent = True
 
     def _stream(self, req, result):
@@ -919,7 +937,7 @@ class Worker:
             try:
                 self.run_request(req)
             except BaseException:
-                traceback.print_exc()
+                report_error(traceback.format_exc())
                 self.die()
             with self.lock:
                 self.reqs.pop(req.rid, None)
@@ -930,6 +948,40 @@ class Worker:
                     self.sock.shutdown(socket.SHUT_RD)  # the reader's recv returns EOF
                 except OSError:
                     pass
+
+
+class ReportingWorker(Worker):
+    """A worker whose requests end with LOG_ENVIRON before their final frame: the access
+    log format names environ keys ({var}e) that only this process knows once the app ran
+    (REMOTE_USER set by a middleware). A subclass, so the plain worker pays nothing for it.
+
+    Nothing else is held in the T == 1 tail when a final frame is sent (the previous
+    request's tail went out with this one's start), so sending LOG_ENVIRON at once, ahead
+    of an ERROR or a large RESPONSE, keeps it just before them."""
+
+    def __init__(self, sock, control, app, threads, multiprocess, log_keys):
+        Worker.__init__(self, sock, control, app, threads, multiprocess)
+        self.log_keys = log_keys
+
+    def log_frame(self, req):
+        wanted = self.log_keys
+        found = {}
+        for key, value in req.environ.items():
+            lower = key.lower()
+            if lower in wanted:  # gunicorn matches {var}e lowercased; the last such key wins
+                found[lower] = value if type(value) is str else str(value)
+        payload = json.dumps(found).encode("utf-8", "replace")
+        return HEADER.pack(len(payload), LOG_ENVIRON, req.rid) + payload
+
+    def send_last(self, req, frame):
+        Worker.send_last(self, req, self.log_frame(req) + frame)
+
+    def send_last_two(self, req, head, body):
+        self.send_two(self.log_frame(req) + head, body)
+
+    def send_error(self, req, text):
+        self.send(self.log_frame(req))
+        Worker.send_error(self, req, text)
 
 
 # ==== 6. Main ====
@@ -974,12 +1026,16 @@ def main():
         try:
             sock.sendall(HEADER.pack(len(payload), BOOT_ERROR, 0) + payload)
         except OSError:
-            sys.stderr.write(text)
-            sys.stderr.flush()
+            report_error(text)
         sys.stdout.flush()
         os._exit(1)
 
-    worker = Worker(sock, control, app, threads, env.get("BUNICORN_MULTIPROCESS") == "1")
+    multiprocess = env.get("BUNICORN_MULTIPROCESS") == "1"
+    log_keys = json.loads(env.get("BUNICORN_LOG_ENVIRON") or "[]")
+    if log_keys:
+        worker = ReportingWorker(sock, control, app, threads, multiprocess, frozenset(log_keys))
+    else:
+        worker = Worker(sock, control, app, threads, multiprocess)
     threading.Thread(target=worker.serve_control, name="bunicorn-control", daemon=True).start()
     worker.send_frame(READY, 0, str(os.getpid()).encode("ascii"))
     if threads == 1:

@@ -411,8 +411,8 @@ describe("responses", () => {
     expect(bodyText(inMemory)).toBe("in-memory ".repeat(1000));
   }, 30_000);
 
-  test("print(), sys.stderr and wsgi.errors lines reach the error log, tagged with the worker", async () => {
-    await probe();
+  test("--capture-output: print(), sys.stderr and wsgi.errors lines reach the error log, tagged with the worker", async () => {
+    server = await startPy(PROBE, ["-w", "1", "--capture-output"]);
     const tag = `t${Date.now()}`;
     const res = await request(server.port, `/log?tag=${tag}`);
     const pid = Number(bodyText(res));

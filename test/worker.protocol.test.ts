@@ -11,7 +11,7 @@ import { CONTROL_FD, DATA_FD, FRAME, FRAME_HEADER_BYTES, REQ_FLAG, encodeFrame a
 const WORKER_PY = join(import.meta.dir, "..", "worker.py");
 
 const { REQ, BODY, BODY_EOF, CANCEL, ABORT, ACK, STOP, READY, BOOT_ERROR, START, DATA, END, RESPONSE, ERROR,
-  PULL, STARTED, CANCELLED, SENDFILE } = FRAME;
+  PULL, STARTED, CANCELLED, SENDFILE, LOG_ENVIRON } = FRAME;
 const { BODY_INLINE: FLAG_BODY_INLINE, BODY_STREAM: FLAG_BODY_STREAM, CHUNKED: FLAG_CHUNKED, ACK_START: FLAG_ACK_START } = REQ_FLAG;
 const WINDOW_BYTES = 1 << 20;
 
@@ -950,6 +950,45 @@ test("wsgi.file_wrapper over a real file -> START, SENDFILE(path, offset, length
   ]);
 });
 
+const LOG_ENVIRON_APP = `
+def application(environ, start_response):
+    environ["REMOTE_USER"] = "alice"
+    environ["Mixed_Case"] = 42
+    path = environ["PATH_INFO"]
+    if path == "/raise":
+        raise ValueError("boom")
+    start_response("200 OK", [])
+    if path == "/stream":
+        return iter([b"a", b"b"])
+    if path == "/big":
+        return [b"x" * 100000]
+    return [b"ok"]
+`;
+
+for (const threads of [1, 4]) {
+  test(`BUNICORN_LOG_ENVIRON (T=${threads}): LOG_ENVIRON just before each final frame (END, RESPONSE, ERROR), lowercased keys, str() values, absent keys left out`, async () => {
+    const front = await startWorker(LOG_ENVIRON_APP, { threads, env: { BUNICORN_LOG_ENVIRON: JSON.stringify(["remote_user", "mixed_case", "request_method", "no_such"]) } });
+    const expected = { remote_user: "alice", mixed_case: "42", request_method: "GET" };
+    for (const [id, path, final] of [[1, "/", "RESPONSE"], [2, "/stream", "END"], [3, "/raise", "ERROR"], [4, "/big", "RESPONSE"], [5, "/", "RESPONSE"]] as const) {
+      front.sendReq(id, { path });
+      const frames = await front.collectResponse(id);
+      const names = frames.map((f) => frameName(f.type));
+      expect(names.slice(-2)).toEqual(["LOG_ENVIRON", final]);
+      expect(names.filter((n) => n === "LOG_ENVIRON").length).toBe(1);
+      expect(JSON.parse(frames.at(-2)!.payload.toString("utf8"))).toEqual(expected);
+    }
+  });
+}
+
+test("without BUNICORN_LOG_ENVIRON no LOG_ENVIRON frame is sent (the default format costs nothing)", async () => {
+  const front = await startWorker(LOG_ENVIRON_APP);
+  for (const [id, path] of [[1, "/"], [2, "/stream"], [3, "/raise"]] as const) {
+    front.sendReq(id, { path });
+    await front.collectResponse(id);
+  }
+  expect(front.received.some((f) => f.type === LOG_ENVIRON)).toBe(false);
+});
+
 test("stdout carries only what the app prints", async () => {
   const front = await startWorker(`
 def application(environ, start_response):
@@ -992,4 +1031,7 @@ print(json.dumps({
     .flatMap((m) => m[1]!.split(",").map((n) => n.trim()))
     .filter((n) => !n.startsWith("FLAG_") && !/_(BYTES|S|FD)$/.test(n) && n !== "DATA_FD");
   expect(declared.sort()).toEqual(Object.keys(FRAME).sort());
+  // The mark on the lines of errors the worker reports itself (bridge.ts forwardLine reads it).
+  expect(src).toContain('REPORT_MARK = "\\x1e"');
+  expect(require("node:fs").readFileSync(join(import.meta.dir, "..", "bridge.ts"), "utf8")).toContain('const REPORT_MARK = "\\x1e";');
 });
