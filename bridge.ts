@@ -35,6 +35,8 @@ import type { AccessLogNeeds, AppStage, Config, Logger, RequestHead, StatsdClien
 export const FRAME = {
   // front → worker
   REQ: 1, BODY: 2, BODY_EOF: 3, CANCEL: 4, ABORT: 5, ACK: 6, STOP: 7,
+  // On the control channel, a quick stop (SIGINT, SIGQUIT): run worker_int, exit now.
+  QUIT: 8,
   // worker → front
   READY: 20, BOOT_ERROR: 21, START: 22, DATA: 23, END: 24, RESPONSE: 25, ERROR: 26,
   PULL: 27, STARTED: 28, CANCELLED: 29, SENDFILE: 30,
@@ -193,6 +195,10 @@ export interface AppExchange {
 }
 
 export interface PythonStage extends AppStage {
+  /** Start the master helper if the config file has master hooks, and run on_starting. */
+  startHooks(): Promise<void>;
+  /** Run a master hook (when_ready, on_exit, pre_exec...) if the config file defines it; resolves when it returned. */
+  runHook(name: string, args?: Record<string, unknown>): Promise<void>;
   /** Start the workers and wait until each has imported the app. */
   boot(): Promise<void>;
   /** No new workers from now on: the server is draining (SIGTERM) or stopping. */
@@ -232,10 +238,21 @@ const PIPELINE_DEPTH = 16;
 const PIPELINE_MAX_AGE_MS = 50;
 /**
  * `python -c WORKER_BOOTSTRAP bunicorn-worker`: reads worker.py from stdin and runs it as
- * __main__ (tracebacks name it bunicorn-worker.py); the argument names the process in ps.
+ * __main__ (tracebacks name it bunicorn.py); the argument is its role, and names the process in ps
+ * (bunicorn-worker, or bunicorn-master for the helper that runs master hooks).
  */
 const WORKER_ARGV0 = "bunicorn-worker";
-const WORKER_BOOTSTRAP = 'import sys; exec(compile(sys.stdin.buffer.read(), "bunicorn-worker.py", "exec"))';
+const WORKER_BOOTSTRAP = 'import sys; exec(compile(sys.stdin.buffer.read(), "bunicorn.py", "exec"))';
+
+/** `python -c BOOTSTRAP ROLE ARGS...`: worker.py in one of its roles (it arrives on stdin: pythonProgram()). */
+export function pythonRole(python: string, role: string, args: string[] = []): string[] {
+  return [python, "-c", WORKER_BOOTSTRAP, role, ...args];
+}
+
+/** worker.py's source, for the stdin of a pythonRole process. */
+export function pythonProgram(): Buffer {
+  return Buffer.from(WORKER_SOURCE);
+}
 /** After a worker's process exits, how long its data channel may take to deliver its last frames (a BOOT_ERROR). */
 const EXIT_SETTLE_MS = 200;
 
@@ -408,7 +425,8 @@ function takeBufferingChoice(headers: [string, string][]): boolean {
   return true;
 }
 
-type WorkerState = "booting" | "ready" | "retiring" | "dead";
+/** "dying": killed for a timeout and given ABORT_GRACE_MS to report where it was stuck. */
+type WorkerState = "booting" | "ready" | "retiring" | "dying" | "dead";
 
 /** How a worker's process ended, for the log. */
 interface ExitStatus { code: number | null; signal: string | null }
@@ -546,6 +564,9 @@ class PythonWorkerPool implements PythonStage {
   private lastBacklogAt = 0;
 
   private readonly spoolLimits: SpoolLimits;
+  private master: MasterHooks | null = null;
+  /** Workers being started whose pre_fork hook has not returned yet (they count as live). */
+  private startsPending = 0;
 
   constructor(private readonly config: Config, private readonly log: Logger, private readonly logNeeds: AccessLogNeeds) {
     this.python = choosePython(config);
@@ -864,7 +885,7 @@ class PythonWorkerPool implements PythonStage {
 
   /** Start every worker and wait until each has imported the app; a worker that cannot is a WorkerBootError. */
   async boot(): Promise<void> {
-    const first = Array.from({ length: this.config.workers }, () => this.spawnWorker());
+    const first = await Promise.all(Array.from({ length: this.config.workers }, () => this.startWorker()));
     try {
       await Promise.all(first.map((w) => w.booted));
     } catch (reason) {
@@ -879,7 +900,7 @@ class PythonWorkerPool implements PythonStage {
 
   /** Workers that serve or will: the count --workers (and TTIN/TTOU) keeps. */
   private liveCount(): number {
-    let n = 0;
+    let n = this.startsPending;
     for (const w of this.workers) if (w.state === "ready" || w.state === "booting") n++;
     return n;
   }
@@ -897,12 +918,35 @@ class PythonWorkerPool implements PythonStage {
         return;
       }
       this.backoff.noteSpawn(performance.now());
-      this.spawnWorker();
+      void this.startWorker();
     }
   }
 
-  private spawnWorker(): PyWorker {
+  // -- server hooks (the config file's; README "Server hooks") --
+
+  async startHooks(): Promise<void> {
+    if (!this.config.hooks.some((h) => MASTER_HOOKS.includes(h))) return;
+    this.master = await MasterHooks.start(this.python, this.config, this.log, (line, fd) => this.forwardLine("[master helper] ", line, fd));
+    await this.runHook("on_starting");
+  }
+
+  runHook(name: string, args: Record<string, unknown> = {}): Promise<void> {
+    if (this.master === null || !this.config.hooks.includes(name)) return Promise.resolve();
+    return this.master.run(name, { num_workers: this.config.workers, ...args });
+  }
+
+  /** pre_fork (when the config file has it) then the spawn: synchronous when there is no hook. */
+  private startWorker(): PyWorker | Promise<PyWorker> {
+    if (this.master === null || !this.config.hooks.includes("pre_fork")) return this.spawnWorker();
     const id = this.nextWorkerId++;
+    this.startsPending++;
+    return this.runHook("pre_fork", { worker: { pid: null, age: id } }).then(() => {
+      this.startsPending--;
+      return this.spawnWorker(id);
+    });
+  }
+
+  private spawnWorker(id = this.nextWorkerId++): PyWorker {
     const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
@@ -910,8 +954,15 @@ class PythonWorkerPool implements PythonStage {
       BUNICORN_THREADS: String(this.config.threads),
       BUNICORN_WORKER_ID: String(id),
       BUNICORN_MULTIPROCESS: this.config.workers > 1 ? "1" : "0",
+      BUNICORN_NUM_WORKERS: String(this.config.workers),
+      BUNICORN_FRONT_PID: String(process.pid),
       PYTHONUNBUFFERED: "1",
     };
+    // Only a config file with worker hooks is run again in each worker (to find them).
+    if (this.config.configFile !== null && this.config.hooks.some((h) => WORKER_HOOKS.includes(h))) {
+      env.BUNICORN_CONFIG = this.config.configFile;
+      env.BUNICORN_SETTINGS = JSON.stringify(this.config.hookSettings);
+    }
     // Only a format with {var}e atoms makes the worker report anything (worker.py ReportingWorker).
     if (this.logNeeds.environKeys.length > 0) env.BUNICORN_LOG_ENVIRON = JSON.stringify(this.logNeeds.environKeys);
     if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
@@ -929,8 +980,9 @@ class PythonWorkerPool implements PythonStage {
     const fds = (proc as unknown as { stdio: (number | null)[] }).stdio;
     this.connectChannel(worker, worker.data, worker.reader, fds[DATA_FD]!, true);
     this.connectChannel(worker, worker.control, worker.controlReader, fds[CONTROL_FD]!, false);
-    this.forwardOutput(worker, proc.stdout as ReadableStream<Uint8Array>, 1);
-    this.forwardOutput(worker, proc.stderr as ReadableStream<Uint8Array>, 2);
+    const tag = `[worker ${worker.id} pid ${worker.pid}] `;
+    forwardOutput(proc.stdout as ReadableStream<Uint8Array>, (line) => this.forwardLine(tag, line, 1));
+    forwardOutput(proc.stderr as ReadableStream<Uint8Array>, (line) => this.forwardLine(tag, line, 2));
     this.log.info(`Booting worker with pid: ${proc.pid}`);
     return worker;
   }
@@ -952,22 +1004,6 @@ class PythonWorkerPool implements PythonStage {
     });
   }
 
-  /** Worker stdout (fd 1) and stderr (fd 2), line by line (see forwardLine). */
-  private async forwardOutput(worker: PyWorker, stream: ReadableStream<Uint8Array>, fd: 1 | 2): Promise<void> {
-    const decoder = new TextDecoder();
-    let partial = "";
-    try {
-      for await (const bytes of stream) {
-        partial += decoder.decode(bytes, { stream: true });
-        let nl: number;
-        while ((nl = partial.indexOf("\n")) !== -1) {
-          this.forwardLine(worker, partial.slice(0, nl), fd);
-          partial = partial.slice(nl + 1);
-        }
-      }
-    } catch { /* the process is gone */ }
-    if (partial !== "") this.forwardLine(worker, partial, fd);
-  }
 
   /**
    * An error worker.py reports itself (REPORT_MARK) goes to the error log at ERROR. The app's
@@ -975,9 +1011,9 @@ class PythonWorkerPool implements PythonStage {
    * with the worker (gunicorn's capture_output); without, to this process's stdout or stderr
    * as the app wrote it (gunicorn's workers inherit them).
    */
-  private forwardLine(worker: PyWorker, line: string, fd: 1 | 2): void {
-    const tag = `[worker ${worker.id} pid ${worker.pid}] `;
+  private forwardLine(tag: string, line: string, fd: 1 | 2): void {
     if (fd === 2 && line.startsWith(REPORT_MARK)) return this.log.error(tag + line.slice(REPORT_MARK.length));
+    if (fd === 2 && line.startsWith(LOG_MARK)) return logAtLevel(this.log, line[1], line.slice(2)); // a hook's server.log/worker.log
     if (this.config.captureOutput) return this.log.captured(tag + line);
     try {
       fs.writeSync(fd, line + "\n");
@@ -1045,6 +1081,26 @@ class PythonWorkerPool implements PythonStage {
     setTimeout(() => this.reap(worker), EXIT_SETTLE_MS);
   }
 
+  /**
+   * A worker stuck past --timeout: SIGABRT first, so it logs where each thread is and runs
+   * worker_abort (gunicorn's order), then SIGKILL after ABORT_GRACE_MS. What it had started
+   * gets 502 now; what it had not is re-sent once it is gone (it could still start it until then).
+   */
+  private abort(worker: PyWorker, why: string): void {
+    if (worker.state === "dead" || worker.state === "dying") return;
+    worker.state = "dying";
+    worker.killedFor = why;
+    for (const request of [...worker.started()]) {
+      this.detach(request);
+      request.spool?.close();
+      if (!request.ex.isAborted && !request.ex.isDone) this.fail(request.ex, 502);
+    }
+    try { worker.proc.kill("SIGABRT"); } catch { /* already gone */ }
+    setTimeout(() => { try { worker.proc.kill("SIGKILL"); } catch { /* gone */ } }, ABORT_GRACE_MS);
+    this.manageWorkers();
+    this.dispatch();
+  }
+
   /** Kill a worker at once (SIGKILL); reap follows from its exit. */
   private murder(worker: PyWorker, why: string): void {
     if (worker.state === "dead") return;
@@ -1078,6 +1134,7 @@ class PythonWorkerPool implements PythonStage {
       }
     }
     this.queue.unshift(...requeue);
+    void this.runHook("child_exit", { worker: { pid: worker.pid, age: worker.id, alive: false } });
     const how = worker.killedFor !== null ? `was killed: ${worker.killedFor}` : describeExit(worker.exit);
     const now = performance.now();
     const outcome = (failed > 0 ? `; ${failed} request(s) it was running got 502` : "") +
@@ -1086,7 +1143,7 @@ class PythonWorkerPool implements PythonStage {
       worker.rejectBoot(`${worker.describe()} ${how} before it was ready`);
       if (this.isBooted && !worker.hasBootError) this.log.error(`${worker.describe()} ${how} before it was ready`);
       this.backoff.noteFailure(now);
-    } else if (previous === "ready" || failed > 0) {
+    } else if (previous === "ready" || previous === "dying" || failed > 0) {
       this.log.error(`${worker.describe()} died: it ${how} after ${((now - worker.readyAt) / 1000).toFixed(1)} s${outcome}`);
       if (worker.killedFor === null && now - worker.readyAt < STABLE_AFTER_MS) this.backoff.noteFailure(now);
     }
@@ -1103,7 +1160,7 @@ class PythonWorkerPool implements PythonStage {
     if (this.log.metrics !== null) this.sendMetrics(this.log.metrics, now);
     const limit = this.config.timeoutS * 1000;
     for (const worker of [...this.workers]) {
-      if (worker.state === "dead") continue;
+      if (worker.state === "dead" || worker.state === "dying") continue;
       if (worker.state === "ready" && now - worker.readyAt >= STABLE_AFTER_MS && worker.spawnedAt > this.backoff.lastFailureAt) this.backoff.reset();
       this.recallWaiting(worker, now);
       if (limit > 0) this.murderTimedOut(worker, now, limit);
@@ -1131,7 +1188,7 @@ class PythonWorkerPool implements PythonStage {
       this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${request.ex.describe()} after ${this.config.timeoutS}s`);
       this.detach(request);
       this.fail(request.ex, 504);
-      this.murder(worker, "a request timed out");
+      this.abort(worker, "a request timed out");
       return;
     }
   }
@@ -1151,12 +1208,15 @@ class PythonWorkerPool implements PythonStage {
     this.generation++;
     this.log.info(`Reloading: starting ${this.config.workers} new workers`);
     // A new worker that fails to boot says why once (onBootError); the old ones keep serving.
-    for (let i = 0; i < this.config.workers; i++) this.spawnWorker();
+    void this.runHook("on_reload").then(() => {
+      for (let i = 0; i < this.config.workers; i++) void this.startWorker();
+    });
   }
 
   addWorker(): void {
     this.config.workers++;
     this.log.info(`Number of workers: ${this.config.workers}`);
+    void this.runHook("nworkers_changed", { new_value: this.config.workers, old_value: this.config.workers - 1 });
     this.manageWorkers();
   }
 
@@ -1164,6 +1224,7 @@ class PythonWorkerPool implements PythonStage {
     if (this.config.workers <= 1) return;
     this.config.workers--;
     this.log.info(`Number of workers: ${this.config.workers}`);
+    void this.runHook("nworkers_changed", { new_value: this.config.workers, old_value: this.config.workers + 1 });
     const victim = [...this.workers].filter((w) => w.state === "ready").sort((a, b) => a.busy - b.busy)[0];
     if (victim !== undefined) this.retire(victim);
   }
@@ -1180,7 +1241,7 @@ class PythonWorkerPool implements PythonStage {
     for (const request of this.queue.splice(0)) this.refuse(request.ex, "the server is stopping");
     for (const worker of this.workers) {
       if (graceful) this.retire(worker);
-      else worker.proc.kill("SIGKILL");
+      else worker.sendControl(FRAME.QUIT, 0); // worker_int, then exit; killed below if it does not
     }
     const deadline = Date.now() + (graceful ? 3000 : 500);
     while (this.workers.size > 0 && Date.now() < deadline) await Bun.sleep(10);
@@ -1191,6 +1252,129 @@ class PythonWorkerPool implements PythonStage {
     for (const worker of this.workers) {
       try { worker.proc.kill("SIGKILL"); } catch { /* gone */ }
     }
+  }
+}
+
+// -- The master helper: the config file's master hooks --
+
+/** Hooks run in the master helper, and those run in each worker (worker.py's lists). */
+const MASTER_HOOKS = ["on_starting", "on_reload", "when_ready", "pre_fork", "child_exit", "nworkers_changed", "on_exit", "pre_exec"];
+const WORKER_HOOKS = ["post_fork", "post_worker_init", "pre_request", "post_request", "worker_int", "worker_abort", "worker_exit"];
+/** worker.py LOG_MARK: a line a hook logged through server.log or worker.log, then its level letter. */
+const LOG_MARK = "\x1d";
+/** After SIGABRT, how long a timed-out worker has to log its threads' tracebacks and run worker_abort. */
+const ABORT_GRACE_MS = 1000;
+/** A master hook that has not returned by then is logged and no longer waited for. */
+const HOOK_TIMEOUT_MS = 30_000;
+
+function logAtLevel(log: Logger, letter: string, text: string): void {
+  if (letter === "D") log.debug(text);
+  else if (letter === "I") log.info(text);
+  else if (letter === "W") log.warning(text);
+  else if (letter === "C") log.critical(text);
+  else log.error(text);
+}
+
+/** A process's stdout or stderr, line by line. */
+async function forwardOutput(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let partial = "";
+  try {
+    for await (const bytes of stream) {
+      partial += decoder.decode(bytes, { stream: true });
+      let nl: number;
+      while ((nl = partial.indexOf("\n")) !== -1) {
+        onLine(partial.slice(0, nl));
+        partial = partial.slice(nl + 1);
+      }
+    }
+  } catch { /* the process is gone */ }
+  if (partial !== "") onLine(partial);
+}
+
+/**
+ * One long-lived Python process (worker.py's bunicorn-master role) that executed the config
+ * file once and runs its master hooks when asked, so module state persists between hooks as
+ * in gunicorn's master. One JSON line each way per hook over a socketpair (fd 3).
+ */
+class MasterHooks {
+  private nextId = 1;
+  private readonly waiting = new Map<number, (answer: { ok?: boolean; error?: string }) => void>();
+  private partial = "";
+  private socket: import("bun").Socket<unknown> | null = null;
+
+  private constructor(private readonly proc: import("bun").Subprocess, private readonly log: Logger) {}
+
+  static async start(python: string, config: Config, log: Logger, onOutput: (line: string, fd: 1 | 2) => void): Promise<MasterHooks> {
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      BUNICORN_CONFIG: config.configFile!,
+      BUNICORN_SETTINGS: JSON.stringify(config.hookSettings),
+      BUNICORN_FRONT_PID: String(process.pid),
+      PYTHONUNBUFFERED: "1",
+    };
+    const proc = Bun.spawn([python, "-c", WORKER_BOOTSTRAP, "bunicorn-master"], {
+      env, stdio: [Buffer.from(WORKER_SOURCE), "pipe", "pipe", "socket-fd"],
+    } as any) as import("bun").Subprocess;
+    void forwardOutput(proc.stdout as ReadableStream<Uint8Array>, (line) => onOutput(line, 1));
+    void forwardOutput(proc.stderr as ReadableStream<Uint8Array>, (line) => onOutput(line, 2));
+    const hooks = new MasterHooks(proc, log);
+    process.on("exit", () => hooks.stop()); // after on_exit, the last hook, has run
+    const loaded = new Promise<{ ok?: boolean; error?: string }>((resolve) => hooks.waiting.set(0, resolve));
+    const fd = (proc as unknown as { stdio: number[] }).stdio[DATA_FD];
+    hooks.socket = await (Bun.connect as any)({
+      fd,
+      socket: {
+        data(_s: unknown, bytes: Buffer) { hooks.onData(bytes); },
+        close() { hooks.onClose(); },
+        error() {},
+      },
+    });
+    const answer = await loaded;
+    if (answer.error !== undefined) throw new Error(`the master helper could not run the config file: ${answer.error}`);
+    log.info(`Master hooks run in pid ${proc.pid}`);
+    return hooks;
+  }
+
+  run(hook: string, args: Record<string, unknown>): Promise<void> {
+    const id = this.nextId++;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        this.log.error(`the ${hook} hook has not returned after ${HOOK_TIMEOUT_MS / 1000} s; going on without it`);
+        resolve();
+      }, HOOK_TIMEOUT_MS);
+      this.waiting.set(id, (answer) => {
+        clearTimeout(timer);
+        if (answer.error !== undefined) this.log.error(`the ${hook} hook raised:\n${answer.error.trimEnd()}`);
+        resolve();
+      });
+      if (this.socket === null || this.socket.write(JSON.stringify({ id, hook, args }) + "\n") < 0) this.waiting.get(id)?.({ error: "the master helper is gone" });
+    });
+  }
+
+  private onData(bytes: Buffer): void {
+    this.partial += bytes.toString("utf8");
+    let nl: number;
+    while ((nl = this.partial.indexOf("\n")) !== -1) {
+      const answer = JSON.parse(this.partial.slice(0, nl));
+      this.partial = this.partial.slice(nl + 1);
+      const resolve = this.waiting.get(answer.id);
+      this.waiting.delete(answer.id);
+      resolve?.(answer);
+    }
+  }
+
+  private onClose(): void {
+    this.socket = null;
+    for (const [id, resolve] of [...this.waiting]) {
+      this.waiting.delete(id);
+      resolve({ error: "the master helper exited" });
+    }
+  }
+
+  stop(): void {
+    try { this.proc.kill("SIGKILL"); } catch { /* gone */ }
   }
 }
 

@@ -26,7 +26,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type AppExchange, type PythonStage, WorkerBootError, choosePython, createPythonStage } from "./bridge.ts";
+import { type AppExchange, type PythonStage, WorkerBootError, choosePython, createPythonStage, pythonProgram, pythonRole } from "./bridge.ts";
 
 // ==== 1. Constants and limits ====
 
@@ -2565,6 +2565,10 @@ export interface Config {
   exposeTracebacks: boolean;
   /** -c: the config file read (or python:MODULE); null when none. */
   configFile: string | null;
+  /** The server hooks the config file defines (gunicorn's names). */
+  hooks: string[];
+  /** What hooks see as server.cfg: the settings in effect by gunicorn's names (set by main when there are hooks). */
+  hookSettings: Record<string, unknown>;
   workerClass: string;
   pidfile: string | null;
   /** null: leave the inherited umask alone. */
@@ -2614,6 +2618,8 @@ export function defaultConfig(): Config {
     python: null,
     exposeTracebacks: false,
     configFile: null,
+    hooks: [],
+    hookSettings: {},
     workerClass: "sync",
     pidfile: null,
     umask: null,
@@ -2670,7 +2676,7 @@ function checkChdir(config: Config): void {
   }
 }
 
-type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool" | "octal" | "env" | "paths";
+type FlagKind = "list" | "count" | "seconds" | "string" | "level" | "bool" | "octal" | "env" | "paths" | "hook";
 type SettingStatus = "supported" | "warned" | "refused";
 type SettingKey = keyof Config | "version" | "help";
 
@@ -2706,7 +2712,6 @@ export interface SettingSpec {
 const LATER = {
   tls: "TLS is not supported yet; terminate TLS in a proxy in front of bunicorn",
   proxy: "proxy settings are not supported yet; REMOTE_ADDR and wsgi.url_scheme come from the connection itself",
-  hooks: "server hooks are not supported yet; remove the hook (or do its work when the app module is imported)",
   preload: "--preload is not supported yet; each worker imports the app itself",
   reload: "--reload is not supported yet; send SIGHUP to load new code without dropping requests",
   user: "switching user or group is not supported yet; start bunicorn as that user (systemd User=, docker --user)",
@@ -2725,7 +2730,25 @@ const refused = (name: string, flags: string[], kind: FlagKind, help: string, mo
   ({ name, flags, kind, help, status: "refused", ...more });
 const later = (issue: keyof typeof LATER, name: string, flags: string[], kind: FlagKind, more: Partial<SettingSpec> = {}): SettingSpec =>
   refused(name, flags, kind, LATER[issue], { later: issue, ...more });
-const hook = (name: string): SettingSpec => later("hooks", name, [], "string");
+/** A server hook: a callable in the config file, run where HOOK_PLACES says (README: "Server hooks"). */
+const hook = (name: string): SettingSpec => supported(name, [], "hooks", "hook", `a callable in the config file: ${HOOK_PLACES[name]}`);
+const HOOK_PLACES: Record<string, string> = {
+  on_starting: "master helper, before the front listens",
+  when_ready: "master helper, once the front listens (before the workers boot)",
+  on_reload: "master helper, on SIGHUP, before the new workers start",
+  pre_fork: "master helper, before each worker starts (worker.pid is None)",
+  post_fork: "the worker, before it imports the app",
+  post_worker_init: "the worker, after it imported the app",
+  pre_request: "the worker, before each request (an exception: 500)",
+  post_request: "the worker, after each request",
+  worker_int: "the worker, on a quick stop (SIGINT, SIGQUIT)",
+  worker_abort: "the worker, when a request passed --timeout (after its threads' tracebacks are logged)",
+  worker_exit: "the worker, as it exits after a graceful stop",
+  child_exit: "master helper, after a worker exited",
+  nworkers_changed: "master helper, after SIGTTIN/SIGTTOU changed the count",
+  on_exit: "master helper, just before the front exits",
+  pre_exec: "master helper, before a new front is started by SIGUSR2",
+};
 
 const WORKER_CLASSES_OK = ["sync", "gthread", "gunicorn.workers.sync.SyncWorker", "gunicorn.workers.gthread.ThreadWorker"];
 
@@ -3025,7 +3048,7 @@ export function splitShellWords(text: string): string[] {
   return words;
 }
 
-/** What the config file reader (CONFIG_READER, in Python) reports. */
+/** What the config file reader (worker.py's bunicorn-config role) reports. */
 export interface ConfigFileValues {
   file: string;
   /** Known settings only: JSON values, `{"$callable": name}` or `{"$nonjson": type}`. */
@@ -3041,7 +3064,7 @@ function readFileValues(file: ConfigFileValues): Assignment[] {
     const spec = SETTINGS.find((s) => s.name === name)!;
     const label = `${file.file}: ${name}`;
     if (isObject(value) && "$callable" in value) {
-      if (spec.later === "hooks" || spec.name === "ssl_context") { assignments.push({ spec, label, raw: "<callable>", source: file.file }); continue; }
+      if (spec.kind === "hook" || spec.name === "ssl_context") { assignments.push({ spec, label, raw: "<callable>", source: file.file }); continue; }
       throw new UsageError(`${label}: is a Python callable; bunicorn reads plain values only`);
     }
     if (isObject(value) && "$nonjson" in value) throw new UsageError(`${label}: a ${String(value.$nonjson)} value; bunicorn reads strings, numbers, booleans, lists and dicts`);
@@ -3100,6 +3123,11 @@ function applyAssignments(result: ParsedConfig, assignments: Assignment[]): void
     }
     if (spec.key === "version") { result.showVersion = a.raw === true; continue; }
     if (spec.key === "help") { result.showHelp = a.raw === true; continue; }
+    if (spec.kind === "hook") {
+      if (a.raw !== "<callable>") throw new UsageError(`${a.label}: a server hook must be a function`);
+      if (!result.hooks.includes(spec.name!)) result.hooks.push(spec.name!);
+      continue;
+    }
     const key = spec.key!;
     if (typeof a.raw === "boolean") { (result as any)[key] = a.raw; continue; }
     const raws = Array.isArray(a.raw) ? a.raw : [a.raw];
@@ -3220,61 +3248,11 @@ function choosePythonForConfig(argv: string[], env: Record<string, string | unde
 }
 
 /**
- * Runs a gunicorn config file the way gunicorn does (a module named __config__, or
- * python:MODULE imported), and prints on stdout one JSON object: the known settings' values,
- * the unknown plain-data names, or the error. The file's own prints go to stderr, so they
- * cannot corrupt the JSON. argv: [location, comma-separated setting names].
+ * Run the config file in a short-lived `python -c` (worker.py's bunicorn-config role: the
+ * file runs as gunicorn runs it, and one JSON object comes back on stdout: the known
+ * settings' values, the unknown plain-data names, or the error; the file's own prints go to
+ * stderr). A file that is missing, does not parse or raises names the file and the error (exit 2).
  */
-const CONFIG_READER = String.raw`
-import importlib, importlib.machinery, importlib.util, json, os, sys, traceback, types
-location, known = sys.argv[1], set(sys.argv[2].split(","))
-out, sys.stdout = sys.stdout, sys.stderr
-
-def describe(err):
-    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
-    for frame in traceback.extract_tb(err.__traceback__):
-        if not frame.filename.startswith("<"):
-            line = frame.lineno
-    text = traceback.format_exception_only(type(err), err)[-1].strip()
-    return ("line %d: " % line if line else "") + text
-
-def encode(value):
-    if callable(value) and not isinstance(value, type):
-        return {"$callable": getattr(value, "__name__", type(value).__name__)}
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return {"$nonjson": type(value).__name__}
-
-try:
-    if location.startswith("python:"):
-        sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(location[len("python:"):])
-    else:
-        filename = location[len("file:"):] if location.startswith("file:") else location
-        loader = importlib.machinery.SourceFileLoader("__config__", filename)
-        spec = importlib.util.spec_from_file_location("__config__", filename, loader=loader)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["__config__"] = module
-        spec.loader.exec_module(module)
-except BaseException as err:
-    out.write(json.dumps({"error": describe(err)}))
-    sys.exit(0)
-
-values, unknown = {}, []
-plain = (str, int, float, bool, list, tuple, dict, type(None))
-for name, value in vars(module).items():
-    if name.startswith("_"):
-        continue
-    if name in known:
-        values[name] = encode(value)
-    elif isinstance(value, plain):
-        unknown.append(name)
-out.write(json.dumps({"values": values, "unknown": unknown}))
-`;
-
-/** Run the config file in a short-lived `python -c`; a file that is missing, does not parse or raises names the file and the error (exit 2). */
 async function readConfigFile(location: string, python: string): Promise<ConfigFileValues> {
   const filename = location.startsWith("file:") ? location.slice(5) : location;
   if (!location.startsWith("python:") && !fs.existsSync(filename)) throw new UsageError(`config file ${location}: no such file`);
@@ -3282,7 +3260,7 @@ async function readConfigFile(location: string, python: string): Promise<ConfigF
     throw new UsageError(`config file ${location}: no Python interpreter to read it: ${python} not found (use --python PATH)`);
   }
   const names = SETTINGS.flatMap((s) => (s.name === null ? [] : [s.name])).join(",");
-  const proc = Bun.spawn([python, "-c", CONFIG_READER, location, names], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(pythonRole(python, "bunicorn-config", [location, names]), { stdin: pythonProgram(), stdout: "pipe", stderr: "inherit" });
   const [text, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
   let report: { error?: string; values?: Record<string, unknown>; unknown?: string[] };
   try {
@@ -3307,7 +3285,9 @@ export async function loadConfig(argv: string[], env: Record<string, string | un
     config.warnings.push(`${chosen.location} not read: no Python interpreter (${python}) to run it (use --python PATH)`);
     return config;
   }
-  return parseArgs(argv, { env, file: await readConfigFile(chosen.location, python) });
+  const config = parseArgs(argv, { env, file: await readConfigFile(chosen.location, python) });
+  config.configFile ??= chosen.location; // ./gunicorn.conf.py found by itself: the hooks run it again
+  return config;
 }
 
 /** --print-config: every setting that lands in Config, by gunicorn's name, as gunicorn prints them. */
@@ -3318,9 +3298,17 @@ export function formatConfig(config: Config): string {
     if (Array.isArray(v)) return `[${v.map((x) => `'${String(x)}'`).join(", ")}]`;
     return String(v);
   };
-  const rows = SETTINGS.filter((s) => s.name !== null && s.key !== undefined).sort((a, b) => a.name!.localeCompare(b.name!));
-  const width = Math.max(...rows.map((s) => s.name!.length));
-  return rows.map((s) => `${s.name!.padEnd(width)} = ${show(s.key === "umask" && config.umask !== null ? `0o${config.umask.toString(8)}` : (config as any)[s.key!])}`).join("\n") + "\n";
+  const values = settingsByName(config);
+  const width = Math.max(...Object.keys(values).map((name) => name.length));
+  return Object.entries(values).map(([name, v]) => `${name.padEnd(width)} = ${show(name === "umask" && config.umask !== null ? `0o${config.umask.toString(8)}` : v)}`).join("\n") + "\n";
+}
+
+/** Every setting that lands in Config, by gunicorn's name, sorted: --print-config, and server.cfg in hooks. */
+export function settingsByName(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const rows = SETTINGS.filter((s) => s.name !== null && s.key !== undefined && s.kind !== "hook").sort((a, b) => a.name!.localeCompare(b.name!));
+  for (const s of rows) out[s.name!] = (config as any)[s.key!];
+  return out;
 }
 
 type BindAddress = { unix: string } | { hostname: string; port: number };
@@ -3411,6 +3399,13 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   applyProcessSettings(config);
+  if (config.hooks.length > 0) {
+    if (isTypeScriptAppSpec(config.app)) {
+      process.stderr.write(`bunicorn: error: ${config.configFile}: server hooks (${config.hooks.join(", ")}) run with Python apps only\n`);
+      process.exit(2);
+    }
+    config.hookSettings = settingsByName(config);
+  }
   const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
   log.metrics = await openStatsd(config);
   for (const w of config.warnings) log.warning(w);
@@ -3517,8 +3512,10 @@ async function startPythonStage(config: Config, log: Logger, accessLog: LineSink
   }
   const pool = createPythonStage(config, log, accessLog === null ? undefined : compileAccessFormat(config.accessLogFormat).needs);
   const signals = installSignalHandlers(log, pool);
+  await startHooksOrExit(pool, log); // on_starting: before anything listens, as in gunicorn
   const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog }), log);
   signals.serve(running);
+  await pool.runHook("when_ready");
   try {
     await pool.boot();
   } catch (err) {
@@ -3530,6 +3527,18 @@ async function startPythonStage(config: Config, log: Logger, accessLog: LineSink
   // The first moment a request is served without waiting; tests (and operators) wait for it.
   log.info(`Workers ready: ${config.workers}`);
   signals.stageReady();
+}
+
+/** The master helper runs the config file again; if that now fails, nothing can start (exit 1). */
+async function startHooksOrExit(pool: PythonStage, log: Logger): Promise<void> {
+  try {
+    await pool.startHooks();
+  } catch (err) {
+    log.critical(err instanceof Error ? err.message : String(err));
+    log.flush();
+    await pool.stop(false);
+    process.exit(1);
+  }
 }
 
 /** A refused bind is the user's to fix (exit 2); anything else thrown while starting is ours (exit 1). */
@@ -3571,6 +3580,7 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
     stage?.beginDrain(); // a worker that dies from now on is not replaced
     log.info(`Handling signal: ${signal}; ${graceful ? `finishing in-flight requests (up to ${running.server.config.gracefulTimeoutS}s)` : "stopping now"}`);
     await running.stop(graceful);
+    await stage?.runHook("on_exit");
     log.info("Shutting down: Master");
     log.flush();
     process.exit(0);

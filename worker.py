@@ -18,7 +18,13 @@ Sections:
   3. wsgi.input (inline and pulled bodies) and wsgi.file_wrapper
   4. Request state and start_response
   5. The worker: frame reading, dispatch, running the app, flow control
-  6. Main
+  6. Config files and server hooks (the config reader, and the master helper)
+  7. Main
+
+The same program has three roles, chosen by its first argument: bunicorn-worker (the
+default), bunicorn-config (reads a gunicorn config file once and prints its settings as
+JSON) and bunicorn-master (a long-lived process that runs the config file's master hooks,
+so module state persists between them as it does in gunicorn's master).
 
 Threading: with BUNICORN_THREADS == 1 the app runs on the thread that reads the
 socket; whenever the app needs something from the front (body bytes, ACK
@@ -36,6 +42,7 @@ Standard library only; Python >= 3.9.
 import ast
 import collections
 import importlib
+import importlib.machinery
 import importlib.util
 import io
 import json
@@ -53,7 +60,7 @@ import traceback
 # ==== 1. Constants and frame layouts ====
 
 # Front -> worker frame types.
-REQ, BODY, BODY_EOF, CANCEL, ABORT, ACK, STOP = 1, 2, 3, 4, 5, 6, 7
+REQ, BODY, BODY_EOF, CANCEL, ABORT, ACK, STOP, QUIT = 1, 2, 3, 4, 5, 6, 7, 8
 # Worker -> front frame types.
 READY, BOOT_ERROR, START, DATA, END, RESPONSE, ERROR, PULL, STARTED, CANCELLED, SENDFILE, LOG_ENVIRON = range(20, 32)
 # LOG_ENVIRON: just before a request's final frame (END, RESPONSE, ERROR), and only when
@@ -103,6 +110,11 @@ REPORT_MARK = "\x1e"
 def report_error(text):
     sys.stderr.write("".join(REPORT_MARK + line for line in text.splitlines(True)))
     sys.stderr.flush()
+
+
+# A line a hook logs through server.log or worker.log: this mark, one letter for the level
+# (D, I, W, E, C), then the message. The front logs it at that level, untagged.
+LOG_MARK = "\x1d"
 
 
 class ClientDisconnected(OSError):
@@ -721,6 +733,15 @@ class Worker:
                 buf = buf[HEADER_SIZE + plen:]
                 if typ == CANCEL or typ == ABORT:
                     self.on_control(typ, rid)
+                elif typ == QUIT:
+                    self.quit_now()
+
+    def quit_now(self):
+        """The front's quick stop (SIGINT, SIGQUIT): worker_int (gunicorn's), then exit at once."""
+        hooks = getattr(self, "hooks", None)
+        if hooks is not None:
+            hooks.call("worker_int", hooks.worker)
+        self.die()
 
     def on_control(self, typ, rid):
         with self.lock:
@@ -836,6 +857,7 @@ class Worker:
         head = req.head
         hl = len(head)
         bl = len(body)
+        req.sent = bl  # (no DATA follows a RESPONSE: this only tells post_request what was sent)
         framed = HEADER_U32.pack(4 + hl + bl, RESPONSE, req.rid, hl)
         if bl < SENDMSG_MIN_BYTES:
             self.send_last(req, b"".join((framed, head, body)))
@@ -950,6 +972,29 @@ class Worker:
                     pass
 
 
+class HookedWorker(Worker):
+    """A worker whose config file defines pre_request or post_request: run around each
+    request with gunicorn's arguments. A subclass, so the plain worker pays nothing."""
+
+    def run_request(self, req):
+        hooks = self.hooks
+        view = None
+        if hooks.pre_request is not None:
+            view = RequestView(req.environ)
+            try:
+                hooks.pre_request(hooks.worker, view)
+            except Exception:
+                # gunicorn: an exception in pre_request fails the request (500).
+                self.send_error(req, traceback.format_exc())
+                return
+        Worker.run_request(self, req)
+        if hooks.post_request is not None:
+            try:
+                hooks.post_request(hooks.worker, view or RequestView(req.environ), req.environ, ResponseView(req))
+            except Exception:
+                report_error("post_request hook raised:\n" + traceback.format_exc())
+
+
 class ReportingWorker(Worker):
     """A worker whose requests end with LOG_ENVIRON before their final frame: the access
     log format names environ keys ({var}e) that only this process knows once the app ran
@@ -984,7 +1029,243 @@ class ReportingWorker(Worker):
         Worker.send_error(self, req, text)
 
 
-# ==== 6. Main ====
+# ==== 6. Config files and server hooks ====
+
+WORKER_HOOKS = ("post_fork", "post_worker_init", "pre_request", "post_request", "worker_int", "worker_abort", "worker_exit")
+MASTER_HOOKS = ("on_starting", "on_reload", "when_ready", "pre_fork", "child_exit", "nworkers_changed", "on_exit", "pre_exec")
+ABORT_REPORT_S = 1.0                    # the front's SIGKILL follows its SIGABRT after this grace
+
+
+def load_config_module(location):
+    """A gunicorn config file (a path, "file:PATH") or "python:MODULE", executed as gunicorn does."""
+    if location.startswith("python:"):
+        sys.path.insert(0, os.getcwd())
+        return importlib.import_module(location[len("python:"):])
+    filename = location[len("file:"):] if location.startswith("file:") else location
+    loader = importlib.machinery.SourceFileLoader("__config__", filename)
+    spec = importlib.util.spec_from_file_location("__config__", filename, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__config__"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def describe_config_error(err):
+    """"line N: SomeError: message" for the config file's own line (not the loader's)."""
+    line = getattr(err, "lineno", None) if isinstance(err, SyntaxError) else None
+    this_program = traceback.extract_stack(limit=1)[0].filename  # bunicorn.py (or worker.py)
+    for frame in traceback.extract_tb(err.__traceback__):
+        if not frame.filename.startswith("<") and frame.filename != this_program:
+            line = frame.lineno
+    text = traceback.format_exception_only(type(err), err)[-1].strip()
+    return ("line %d: " % line if line else "") + text
+
+
+def _encode_setting(value):
+    if callable(value) and not isinstance(value, type):
+        return {"$callable": getattr(value, "__name__", type(value).__name__)}
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return {"$nonjson": type(value).__name__}
+
+
+def read_config_main(location, known):
+    """bunicorn-config: the file's known settings as JSON on stdout (callables as {"$callable"}),
+    and the plain-data names that are no setting (a typo like `worker = 4`)."""
+    out, sys.stdout = sys.stdout, sys.stderr  # what the file prints is not the answer
+    try:
+        module = load_config_module(location)
+    except BaseException as err:
+        out.write(json.dumps({"error": describe_config_error(err)}))
+        return
+    values, unknown = {}, []
+    plain = (str, int, float, bool, list, tuple, dict, type(None))
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if name in known:
+            values[name] = _encode_setting(value)
+        elif isinstance(value, plain):
+            unknown.append(name)
+    out.write(json.dumps({"values": values, "unknown": unknown}))
+
+
+class ReadOnly:
+    """The views hooks get of gunicorn's objects: reading works, assigning raises."""
+
+    def __setattr__(self, name, value):
+        raise AttributeError("bunicorn passes hooks read-only views; %r cannot be set" % name)
+
+
+class HookLog(ReadOnly):
+    """server.log / worker.log: lines go to the front's error log at their level."""
+
+    def _emit(self, letter, msg, args):
+        text = (msg % args) if args else str(msg)
+        sys.stderr.write("".join(LOG_MARK + letter + line + "\n" for line in text.splitlines() or [""]))
+        sys.stderr.flush()
+
+    def debug(self, msg, *args, **kw): self._emit("D", msg, args)
+    def info(self, msg, *args, **kw): self._emit("I", msg, args)
+    def warning(self, msg, *args, **kw): self._emit("W", msg, args)
+    warn = warning
+    def error(self, msg, *args, **kw): self._emit("E", msg, args)
+    def critical(self, msg, *args, **kw): self._emit("C", msg, args)
+
+    def exception(self, msg, *args, **kw):
+        self._emit("E", (msg % args if args else str(msg)) + "\n" + traceback.format_exc(), ())
+
+
+class ConfigView(ReadOnly):
+    """server.cfg: the settings in effect, by gunicorn's names (cfg.workers, cfg.bind, ...)."""
+
+    def __init__(self, settings):
+        object.__setattr__(self, "_settings", settings)
+
+    def __getattr__(self, name):
+        try:
+            return self._settings[name]
+        except KeyError:
+            raise AttributeError("no setting %r" % name) from None
+
+
+class ServerView(ReadOnly):
+    """gunicorn's arbiter as hooks see it: cfg, log, num_workers, pid (the front's)."""
+
+    def __init__(self, cfg, num_workers, pid):
+        object.__setattr__(self, "cfg", cfg)
+        object.__setattr__(self, "log", HookLog())
+        object.__setattr__(self, "num_workers", num_workers)
+        object.__setattr__(self, "pid", pid)
+
+
+class WorkerView(ReadOnly):
+    """A worker as hooks see it: pid (None before it exists), age (its spawn number), log."""
+
+    def __init__(self, pid, age, alive=True):
+        object.__setattr__(self, "pid", pid)
+        object.__setattr__(self, "age", age)
+        object.__setattr__(self, "alive", alive)
+        object.__setattr__(self, "log", HookLog())
+
+
+class RequestView(ReadOnly):
+    """pre_request's and post_request's req: method, uri, path, query, version, headers."""
+
+    def __init__(self, environ):
+        set_ = object.__setattr__
+        set_(self, "method", environ.get("REQUEST_METHOD"))
+        set_(self, "uri", environ.get("RAW_URI"))
+        set_(self, "path", environ.get("PATH_INFO"))
+        set_(self, "query", environ.get("QUERY_STRING"))
+        set_(self, "version", tuple(int(p) for p in environ.get("SERVER_PROTOCOL", "HTTP/1.1")[5:].split(".")))
+        headers = []
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                headers.append((key[5:].replace("_", "-"), value))
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                headers.append((key.replace("_", "-"), value))
+        set_(self, "headers", headers)
+
+
+class ResponseView(ReadOnly):
+    """post_request's resp: status ("200 OK"), status_code, headers, sent (body bytes)."""
+
+    def __init__(self, req):
+        parts = req.head.decode("latin-1").split("\0") if req.head is not None else ["500 Internal Server Error"]
+        set_ = object.__setattr__
+        set_(self, "status", parts[0])
+        set_(self, "status_code", int(parts[0][:3]))
+        set_(self, "headers", list(zip(parts[1::2], parts[2::2])))
+        set_(self, "sent", req.sent)
+
+
+class WorkerHooks:
+    """The config file's worker hooks, with the views they are called with."""
+
+    def __init__(self, module, env):
+        for name in WORKER_HOOKS:
+            hook = getattr(module, name, None) if module is not None else None
+            setattr(self, name, hook if callable(hook) else None)
+        settings = json.loads(env.get("BUNICORN_SETTINGS") or "{}")
+        self.server = ServerView(ConfigView(settings), int(env.get("BUNICORN_NUM_WORKERS") or "1"), int(env.get("BUNICORN_FRONT_PID") or "0"))
+        self.worker = WorkerView(os.getpid(), int(env.get("BUNICORN_WORKER_ID") or "0"))
+
+    def call(self, name, *args):
+        """Run a hook; an exception is reported (never raised into the worker)."""
+        hook = getattr(self, name)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            report_error("%s hook raised:\n%s" % (name, traceback.format_exc()))
+
+
+def load_worker_hooks(env):
+    location = env.get("BUNICORN_CONFIG")
+    return WorkerHooks(load_config_module(location) if location else None, env)
+
+
+def install_abort_report(hooks):
+    """On the front's SIGABRT (a request ran past --timeout): log where every thread is,
+    run worker_abort, exit. The front kills the worker if this takes longer than its grace."""
+    def on_abort(signum, frame):
+        frames = sys._current_frames()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        text = ["WORKER TIMEOUT: where each thread was (pid %d):" % os.getpid()]
+        for ident, stack in frames.items():
+            text.append("Thread %s (%s), most recent call last:" % (names.get(ident, "?"), ident))
+            text.append("".join(traceback.format_stack(stack)).rstrip())
+        report_error("\n".join(text))
+        hooks.call("worker_abort", hooks.worker)
+        sys.stdout.flush()
+        os._exit(1)
+    signal.signal(signal.SIGABRT, on_abort)
+
+
+def master_main(env):
+    """bunicorn-master: runs the config file's master hooks for the front, one JSON line
+    each way per hook ({"id", "hook", "args"} in, {"id", "ok"} or {"id", "error"} out), on
+    the socketpair at fd 3. Module state persists between hooks, as in gunicorn's master."""
+    channel = socket.socket(fileno=DATA_FD)
+    stream = channel.makefile("rwb", buffering=0)
+    module = None
+    try:
+        module = load_config_module(env["BUNICORN_CONFIG"])
+    except BaseException as err:
+        stream.write(json.dumps({"id": 0, "error": describe_config_error(err)}).encode() + b"\n")
+        return
+    settings = ConfigView(json.loads(env.get("BUNICORN_SETTINGS") or "{}"))
+    front_pid = int(env.get("BUNICORN_FRONT_PID") or "0")
+    stream.write(json.dumps({"id": 0, "ok": True, "pid": os.getpid()}).encode() + b"\n")
+    for line in stream:
+        command = json.loads(line)
+        args = command.get("args") or {}
+        server = ServerView(settings, args.get("num_workers", 0), front_pid)
+        answer = {"id": command["id"], "ok": True}
+        hook = getattr(module, command["hook"], None)
+        if callable(hook):
+            try:
+                hook(*_master_hook_args(command["hook"], server, args))
+            except Exception:
+                answer = {"id": command["id"], "error": traceback.format_exc()}
+        stream.write(json.dumps(answer).encode() + b"\n")
+
+
+def _master_hook_args(name, server, args):
+    """gunicorn's arguments for each master hook."""
+    if name in ("pre_fork", "child_exit"):
+        w = args.get("worker") or {}
+        return (server, WorkerView(w.get("pid"), w.get("age"), w.get("alive", name == "pre_fork")))
+    if name == "nworkers_changed":
+        return (server, args.get("new_value"), args.get("old_value"))
+    return (server,)
+
+
+# ==== 7. Main ====
 
 def _watch_parent(ppid):
     while True:
@@ -1001,7 +1282,15 @@ def ignore_front_signals():
 
 def main():
     env = os.environ
+    role = sys.argv[1] if len(sys.argv) > 1 else "bunicorn-worker"
+    if role == "bunicorn-config":
+        read_config_main(sys.argv[2], set(sys.argv[3].split(",")))
+        return
     ignore_front_signals()
+    if role == "bunicorn-master":
+        threading.Thread(target=_watch_parent, args=(os.getppid(), ), name="bunicorn-ppid", daemon=True).start()
+        master_main(env)
+        return
     try:
         sys.stdout.reconfigure(line_buffering=True)  # app prints reach the front's log promptly
     except (AttributeError, ValueError):
@@ -1018,6 +1307,8 @@ def main():
     try:
         threads = max(1, int(env.get("BUNICORN_THREADS") or "1"))
         prepare_sys_path(env)
+        hooks = load_worker_hooks(env)
+        hooks.call("post_fork", hooks.server, hooks.worker)
         app = load_app(env.get("BUNICORN_APP", ""))
     except BaseException:
         # The traceback goes to the front once, in BOOT_ERROR (stderr only if that fails).
@@ -1032,18 +1323,36 @@ def main():
 
     multiprocess = env.get("BUNICORN_MULTIPROCESS") == "1"
     log_keys = json.loads(env.get("BUNICORN_LOG_ENVIRON") or "[]")
-    if log_keys:
-        worker = ReportingWorker(sock, control, app, threads, multiprocess, frozenset(log_keys))
-    else:
-        worker = Worker(sock, control, app, threads, multiprocess)
+    worker = make_worker(sock, control, app, threads, multiprocess, log_keys, hooks)
+    install_abort_report(hooks)
+    hooks.call("post_worker_init", hooks.worker)
     threading.Thread(target=worker.serve_control, name="bunicorn-control", daemon=True).start()
     worker.send_frame(READY, 0, str(os.getpid()).encode("ascii"))
-    if threads == 1:
-        worker.serve_inline()
-    else:
-        worker.serve_threaded()
+    try:
+        if threads == 1:
+            worker.serve_inline()
+        else:
+            worker.serve_threaded()
+    finally:
+        hooks.call("worker_exit", hooks.server, hooks.worker)
     sock.close()
     sys.exit(0)
+
+
+def make_worker(sock, control, app, threads, multiprocess, log_keys, hooks):
+    """The plain Worker unless the access log or a request hook needs more of it."""
+    bases = []
+    if hooks.pre_request is not None or hooks.post_request is not None:
+        bases.append(HookedWorker)
+    if log_keys:
+        bases.append(ReportingWorker)
+    cls = Worker if not bases else bases[0] if len(bases) == 1 else type("HookedReportingWorker", tuple(bases), {})
+    worker = cls.__new__(cls)
+    Worker.__init__(worker, sock, control, app, threads, multiprocess)
+    worker.hooks = hooks
+    if log_keys:
+        worker.log_keys = frozenset(log_keys)
+    return worker
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ describe("the config file (real processes, side by side with gunicorn --print-co
     ["sys.exit()", "import sys\nsys.exit(3)\n", /: line 2: SystemExit: 3$/m],
     ["a value of the wrong type", "workers = 'many'\n", /: workers: expected a whole number, got 'many'$/m],
     ["a refused value", "worker_class = 'gevent'\n", /: worker_class: bunicorn has no gevent worker; use --threads$/m],
-    ["a server hook (a later issue)", "def post_fork(server, worker):\n    pass\n", /: post_fork: server hooks are not supported yet/m],
+    ["a server hook that is not a function", "post_fork = 3\n", /: post_fork: a server hook must be a function/m],
     ["TLS (a later issue)", "certfile = 'cert.pem'\nkeyfile = 'key.pem'\n", /: (certfile|keyfile): TLS is not supported yet/m],
     ["a callable where a value belongs", "workers = len\n", /: workers: is a Python callable/m],
     ["an object JSON cannot carry", "import threading\nbind = threading.Lock()\n", /: bind: a \w+ value/m],
