@@ -190,9 +190,12 @@ export interface PythonStage extends AppStage {
   boot(): Promise<void>;
   /** No new workers from now on: the server is draining (SIGTERM) or stopping. */
   beginDrain(): void;
-  reload(): void;
+  /** A new generation of workers; settles once each has booted or failed to (the old ones retire as new ones are ready). */
+  reload(): Promise<void>;
   addWorker(): void;
   removeWorker(): void;
+  /** Every worker stops gracefully and none replaces it (SIGWINCH when daemonized); addWorker starts one again. */
+  stopWorkers(): void;
 }
 
 /** A worker that could not load the app at start-up: the server exits with gunicorn's status 3. */
@@ -1098,12 +1101,19 @@ class PythonWorkerPool implements PythonStage {
     }
   }
 
-  reload(): void {
-    if (this.isDraining) return;
+  reload(): Promise<void> {
+    if (this.isDraining) return Promise.resolve();
     this.generation++;
     this.log.info(`Reloading: starting ${this.config.workers} new workers`);
     // A new worker that fails to boot says why once (onBootError); the old ones keep serving.
-    for (let i = 0; i < this.config.workers; i++) this.spawnWorker();
+    const fresh = Array.from({ length: this.config.workers }, () => this.spawnWorker());
+    return Promise.allSettled(fresh.map((w) => w.booted)).then(() => {});
+  }
+
+  stopWorkers(): void {
+    this.config.workers = 0;
+    this.log.info("Number of workers: 0");
+    for (const w of this.workers) if (w.state === "ready" || w.state === "booting") this.retire(w);
   }
 
   addWorker(): void {
