@@ -3495,8 +3495,12 @@ function installSignalHandlers(context: MainContext, stage?: PythonStage): { ser
   };
 }
 
-/** Settings a HUP applies from a re-read config file; the others (binds, user, app...) need a restart. */
-const LIVE_SETTINGS = ["workers", "timeoutS", "gracefulTimeoutS", "keepAliveS", "headerTimeoutS", "maxRequests", "maxRequestsJitter", "backlog", "logLevel"] as const;
+/**
+ * Settings a HUP applies from a re-read config file: the ones the pool reads when it starts a worker
+ * (the reload starts new ones) or at each request or tick. The others (binds, user, limits the
+ * parser was built with, the app...) need a restart.
+ */
+const LIVE_SETTINGS = ["workers", "threads", "timeoutS", "gracefulTimeoutS", "keepAliveS", "headerTimeoutS", "maxRequests", "maxRequestsJitter", "backlog", "logLevel"] as const;
 
 /**
  * HUP reads the config file again, as gunicorn's reload does. A setting the file changed since
