@@ -3188,7 +3188,7 @@ async function main(argv: string[]): Promise<void> {
   const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
   for (const w of config.warnings) log.warning(w);
   if (config.daemon && !isDaemonChild) return startDetached(log);
-  const context: MainContext = { argv, config, log, service, owner, isDaemon: isDaemonChild };
+  const context: MainContext = { argv, config, lastRead: structuredClone(config), log, service, owner, isDaemon: isDaemonChild };
   if (isTypeScriptAppSpec(config.app)) {
     let handler: WsgiApp;
     try {
@@ -3212,7 +3212,10 @@ async function main(argv: string[]): Promise<void> {
 /** What main() hands to the steps after the config: the logs, systemd's sockets and notify socket, the user to become. */
 interface MainContext {
   argv: string[];
+  /** The settings in effect (TTIN/TTOU change `workers` here). */
   config: Config;
+  /** The settings as last read (at start, then at each HUP): what a HUP compares the file with. */
+  lastRead: Config;
   log: Logger;
   service: ServiceManager;
   owner: Owner | null;
@@ -3517,7 +3520,7 @@ async function rereadConfigFile(context: MainContext, running: RunningServer): P
     log.error(`Reloading: the config is not re-read: ${err instanceof Error ? err.message : String(err)}; the settings in effect stay`);
     return;
   }
-  const last = (lastReadConfig ??= { ...config });
+  const last = context.lastRead;
   for (const spec of SETTINGS) {
     const key = spec.key as keyof Config | undefined;
     if (spec.status !== "supported" || key === undefined || !(key in fresh)) continue;
@@ -3530,9 +3533,8 @@ async function rereadConfigFile(context: MainContext, running: RunningServer): P
       log.warning(`Reloading: ${spec.name ?? spec.flags[0]} changed; it takes effect on restart`);
     }
   }
-  lastReadConfig = fresh;
+  context.lastRead = fresh;
 }
-let lastReadConfig: Config | null = null;
 
 /**
  * --reload (development only): every second, the mtimes of the .py files under --chdir (else the

@@ -79,24 +79,31 @@ test("SIGWINCH under --daemon: the workers stop gracefully, the front keeps its 
   expect(await waitFor(() => !isAlive(pid) && childPids(pid).length === 0, 10_000)).toBe(true);
 }, 40_000);
 
-test("SIGHUP re-reads the config file: a changed workers count applies, a changed request-line limit is logged as needing a restart", async () => {
+test("SIGHUP re-reads the config file: TTIN's count survives an unchanged file, a changed workers count applies, a changed request-line limit is logged as needing a restart", async () => {
   const conf = join(dir, "hup.conf.py");
   writeFileSync(conf, "workers = 1\nloglevel = 'info'\n");
   const server = await startPy("apps/hello.py", ["-c", conf]);
   expect(server.workers().length).toBe(1);
-  writeFileSync(conf, "workers = 2\nlimit_request_line = 2000\nloglevel = 'info'\n");
+  // TTIN's worker survives a HUP that finds the file unchanged: only what the file changed applies.
+  server.proc.kill("SIGTTIN");
+  expect(await waitFor(() => server.workers().length === 2, 10_000)).toBe(true);
   server.proc.kill("SIGHUP");
   expect(await server.waitForOutput(/Reloaded \(SIGHUP\)/, "stderr", 20_000)).toBe(true);
-  expect(server.stderr()).toContain("Reloading: workers = 2");
+  expect(server.stderr()).toContain("Reloading: starting 2 new workers");
+  expect(server.stderr()).not.toContain("Reloading: workers");
+  writeFileSync(conf, "workers = 3\nlimit_request_line = 2000\nloglevel = 'info'\n");
+  server.proc.kill("SIGHUP");
+  expect(await server.waitForOutput(/Reloaded \(SIGHUP\)[^]*Reloaded \(SIGHUP\)/, "stderr", 20_000)).toBe(true);
+  expect(server.stderr()).toContain("Reloading: workers = 3");
   expect(server.stderr()).toContain("Reloading: limit_request_line changed; it takes effect on restart");
-  expect(await waitFor(() => server.workers().length === 2, 10_000)).toBe(true);
+  expect(await waitFor(() => server.workers().length === 3, 10_000)).toBe(true);
   expect(await isListening(server.port)).toBe(true);
   // A file that no longer parses changes nothing; the reload still replaces the workers.
   writeFileSync(conf, "workers = (\n");
   const old = server.workers();
   server.proc.kill("SIGHUP");
-  expect(await server.waitForOutput(/Reloaded \(SIGHUP\)[^]*Reloaded \(SIGHUP\)/, "stderr", 20_000)).toBe(true);
+  expect(await server.waitForOutput(/(Reloaded \(SIGHUP\)[^]*){3}/, "stderr", 20_000)).toBe(true);
   expect(server.stderr()).toMatch(/Reloading: the config is not re-read: config file \S+hup\.conf\.py: line 1: SyntaxError/);
-  expect(await waitFor(() => server.workers().length === 2 && old.every((p) => !isAlive(p)), 10_000)).toBe(true);
+  expect(await waitFor(() => server.workers().length === 3 && old.every((p) => !isAlive(p)), 10_000)).toBe(true);
   expect((await stopPy(server, "SIGTERM")).code).toBe(0);
 }, 40_000);
