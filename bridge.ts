@@ -196,7 +196,11 @@ export interface PythonStage extends AppStage {
   removeWorker(): void;
   /** Every worker stops gracefully and none replaces it (SIGWINCH when daemonized); addWorker starts one again. */
   stopWorkers(): void;
+  /** For `bunicorn ctl workers`: each worker process, in start order. */
+  describeWorkers(): WorkerReport[];
 }
+
+export interface WorkerReport { id: number; pid: number; generation: number; state: string; busy: number; served: number; age_s: number }
 
 /** A worker that could not load the app at start-up: the server exits with gunicorn's status 3. */
 export class WorkerBootError extends Error {}
@@ -1108,6 +1112,11 @@ class PythonWorkerPool implements PythonStage {
     // A new worker that fails to boot says why once (onBootError); the old ones keep serving.
     const fresh = Array.from({ length: this.config.workers }, () => this.spawnWorker());
     return Promise.allSettled(fresh.map((w) => w.booted)).then(() => {});
+  }
+
+  describeWorkers(): WorkerReport[] {
+    const now = performance.now();
+    return [...this.workers].map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state, busy: w.busy, served: w.served, age_s: Math.round((now - w.spawnedAt) / 1000) }));
   }
 
   stopWorkers(): void {

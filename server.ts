@@ -2312,6 +2312,8 @@ export interface Config {
   user: string | null;
   group: string | null;
   initgroups: boolean;
+  /** --control-socket: where `bunicorn ctl` reaches this server (a unix socket, mode 0600); null: none. */
+  controlSocket: string | null;
   checkConfig: boolean;
   printConfig: boolean;
   // Read and kept for the logging issue; not applied yet (see PENDING_TODAY).
@@ -2366,6 +2368,7 @@ export function defaultConfig(): Config {
     user: null,
     group: null,
     initgroups: false,
+    controlSocket: null,
     checkConfig: false,
     printConfig: false,
     accessLogFormat: GUNICORN_ACCESS_LOG_FORMAT,
@@ -2626,9 +2629,11 @@ export const SETTINGS: SettingSpec[] = [
   refused("dirty_worker_init", [], "string", NO_DIRTY),
   refused("dirty_worker_exit", [], "string", NO_DIRTY),
   // Control
-  warned("control_socket", ["--control-socket"], "string", "bunicorn has no control socket; use signals (HUP reloads, TTIN/TTOU add or remove a worker)"),
-  warned("control_socket_mode", ["--control-socket-mode"], "string", "bunicorn has no control socket", { accepts: ["384", "0o600"] }),
-  warned("control_socket_disable", ["--no-control-socket"], "bool", "bunicorn has no control socket to disable"),
+  supported("control_socket", ["--control-socket"], "controlSocket", "string", "unix socket (mode 0600) for bunicorn ctl status|workers|reload|add|remove [none]", {
+    differs: "none unless given (gunicorn 25 makes gunicorn.ctl by default); bunicorn ctl takes --control-socket PATH too",
+  }),
+  refused("control_socket_mode", ["--control-socket-mode"], "string", "bunicorn's control socket is always mode 0600: only the user the server runs as may open it", { accepts: ["384", "0o600", "600"] }),
+  warned("control_socket_disable", ["--no-control-socket"], "bool", "bunicorn has a control socket only when --control-socket names one"),
   // bunicorn's own
   supported(null, ["--header-timeout"], "headerTimeoutS", "seconds", "seconds for a request head (and each gap in its body) to arrive, else 408 [10]", { min: 0.001 }),
   supported(null, ["--limit-request-body"], "limitRequestBody", "count", "bytes of a request body (→ 413) [1073741824]", { min: 0 }),
@@ -2663,6 +2668,7 @@ export function usage(): string {
     return `  ${(s.flags.join(", ") + value).padEnd(34)} ${s.help}`;
   });
   return `usage: bunicorn [options] APP
+       bunicorn ctl --control-socket PATH status|workers|reload|add|remove
 
 APP is a Python WSGI app (module:callable, path/to/file.py:callable, module:create_app())
 or a TypeScript app (path/to/app.ts, path/to/app.ts:export).
@@ -3164,6 +3170,7 @@ export function startServer(options: Partial<Config> & { app?: string; handler?:
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "ctl") return runControlClient(argv.slice(1));
   const isDaemonChild = process.env[DAEMON_CHILD_ENV] === "1";
   delete process.env[DAEMON_CHILD_ENV]; // the app must not see it
   // First, before any child (the config reader) could inherit them: systemd's variables are ours alone.
@@ -3200,6 +3207,7 @@ async function main(argv: string[]): Promise<void> {
     if (config.checkConfig) return exitAfterCheck(log);
     const signals = installSignalHandlers(context);
     const running = listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog, inherited: service.sockets }), log);
+    exitOnStartupError(() => startControlSocket(context, signals.control), log);
     dropPrivileges(owner, config, log);
     signals.serve(running);
     signals.stageReady();
@@ -3273,10 +3281,9 @@ function chooseOwner(config: Config): Owner | null {
 function dropPrivileges(owner: Owner | null, config: Config, log: Logger): void {
   if (owner === null) return;
   // A unix socket bound as root must be reachable by the user it now serves as (gunicorn's sock.py chowns it too).
-  for (const bind of config.binds) {
-    if (bind.startsWith("unix:")) {
-      try { fs.chownSync(bind.slice(5), owner.uid, owner.gid); } catch { /* systemd's socket, or gone */ }
-    }
+  const unixPaths = [...config.binds.filter((b) => b.startsWith("unix:")).map((b) => b.slice(5)), ...(config.controlSocket !== null ? [config.controlSocket] : [])];
+  for (const file of unixPaths) {
+    try { fs.chownSync(file, owner.uid, owner.gid); } catch { /* systemd's socket, or gone */ }
   }
   try {
     if (config.initgroups && owner.userName !== null) (process as unknown as { initgroups(user: string, group: number): void }).initgroups(owner.userName, owner.gid); // bun-types lacks it
@@ -3377,6 +3384,7 @@ async function startPythonStage(context: MainContext, accessLog: LineSink | null
   const pool = createPythonStage(config, log);
   const signals = installSignalHandlers(context, pool);
   const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog, inherited: context.service.sockets }), log);
+  exitOnStartupError(() => startControlSocket(context, signals.control), log);
   dropPrivileges(context.owner, config, log); // before the first worker exists: they are born as the user
   signals.serve(running);
   try {
@@ -3426,7 +3434,7 @@ function listenOrExit(start: () => RunningServer, log: Logger): RunningServer {
  * serve; RELOADING=1 with MONOTONIC_USEC when a reload starts and READY=1 when its workers
  * have booted; STOPPING=1 when a stop starts; WATCHDOG=1 while the event loop runs.
  */
-function installSignalHandlers(context: MainContext, stage?: PythonStage): { serve(running: RunningServer): void; stageReady(): void; reload(why: string): void } {
+function installSignalHandlers(context: MainContext, stage?: PythonStage): { serve(running: RunningServer): void; stageReady(): void; reload(why: string): void; control(command: string): ControlAnswer } {
   const { log, isDaemon } = context;
   const notifier = context.service.notifier;
   let running: RunningServer | null = null;
@@ -3495,7 +3503,107 @@ function installSignalHandlers(context: MainContext, stage?: PythonStage): { ser
       notifier?.startWatchdog();
     },
     reload: (why: string) => void reload(why),
+    // `bunicorn ctl`: the same actions as the signals, and what the signals cannot tell.
+    control(command: string): ControlAnswer {
+      if (running === null || !isStageReady) return { error: "the server is starting; try again" };
+      if (isStopping) return { error: "the server is stopping" };
+      const { config } = context;
+      switch (command) {
+        case "status":
+          return { pid: process.pid, version: VERSION, workers: config.workers, connections: running.server.conns.size, in_flight: running.server.inFlight, uid: process.getuid!() };
+        case "workers":
+          return { workers: stage?.describeWorkers() ?? [] };
+        case "reload":
+          log.info("Handling ctl: reload");
+          void reload("bunicorn ctl");
+          return { ok: true, reloading: true };
+        case "add":
+        case "remove":
+          if (stage === undefined) return { error: "a TypeScript app runs in the server itself: it has no workers" };
+          log.info(`Handling ctl: ${command}`);
+          if (command === "add") stage.addWorker();
+          else stage.removeWorker();
+          return { ok: true, workers: config.workers };
+        default:
+          return { error: `unknown command '${command}' (expected ${CONTROL_COMMANDS.join(", ")})` };
+      }
+    },
   };
+}
+
+// ---- bunicorn ctl ----
+// In the spirit of gunicorn 25's gunicornc: one command per connection, a line in, one JSON
+// line out, over a unix socket of mode 0600 owned by the user the server runs as (after
+// --user, chowned to it), so only that user (and root) may open it.
+
+const CONTROL_COMMANDS = ["status", "workers", "reload", "add", "remove"] as const;
+type ControlAnswer = Record<string, unknown>;
+
+function startControlSocket(context: MainContext, answer: (command: string) => ControlAnswer): void {
+  const file = context.config.controlSocket;
+  if (file === null) return;
+  removeStaleUnixSocket(file);
+  const umask = process.umask(0o177); // born 0600: no moment when another user could connect
+  try {
+    Bun.listen<{ text: string }>({
+      unix: file,
+      socket: {
+        open(s) { s.data = { text: "" }; },
+        data(s, bytes) {
+          s.data.text += bytes.toString("utf8");
+          const nl = s.data.text.indexOf("\n");
+          if (nl === -1) {
+            if (s.data.text.length > 256) s.end(JSON.stringify({ error: "command too long" }) + "\n");
+            return;
+          }
+          s.end(JSON.stringify(answer(s.data.text.slice(0, nl).trim())) + "\n");
+        },
+        error() {},
+      },
+    });
+  } catch (err) {
+    throw new StartupError(`--control-socket ${file}: cannot listen: ${describeOsError(err)}`);
+  } finally {
+    process.umask(umask);
+  }
+  fs.chmodSync(file, 0o600);
+  process.on("exit", () => { try { fs.unlinkSync(file); } catch { /* gone, or not ours to remove */ } });
+  context.log.info(`Control socket: ${file}`);
+}
+
+/** `bunicorn ctl [--control-socket PATH] COMMAND`: prints the server's JSON answer; exit 1 when it reports an error, 2 on bad usage. */
+async function runControlClient(args: string[]): Promise<void> {
+  let file = "", command = "";
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--control-socket" || args[i] === "-s") file = args[++i] ?? "";
+    else if (args[i].startsWith("--control-socket=")) file = args[i].slice("--control-socket=".length);
+    else if (command === "") command = args[i];
+    else command = "\0"; // two commands
+  }
+  if (file === "" || !(CONTROL_COMMANDS as readonly string[]).includes(command)) {
+    process.stderr.write(`bunicorn: error: usage: bunicorn ctl --control-socket PATH ${CONTROL_COMMANDS.join("|")}\n`);
+    process.exit(2);
+  }
+  let reply = "";
+  try {
+    await new Promise<void>((resolve, reject) => {
+      Bun.connect({
+        unix: file,
+        socket: {
+          open(s) { s.write(command + "\n"); },
+          data(_s, bytes) { reply += bytes.toString("utf8"); },
+          close() { resolve(); },
+          error(_s, err) { reject(err); },
+          connectError(_s, err) { reject(err); },
+        },
+      }).catch(reject);
+    });
+  } catch (err) {
+    process.stderr.write(`bunicorn: error: ctl: cannot reach ${file}: ${describeOsError(err)}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(reply);
+  process.exit(/"error":/.test(reply) ? 1 : 0);
 }
 
 /**

@@ -34,7 +34,7 @@ function freePrivilegedPort(): number {
   throw new Error("no free port below 1024");
 }
 
-test.skipIf(!isRoot && process.env.CI !== "true")("as root with -u nobody -g nogroup: binds port < 1024 and a unix socket, opens its log as root, then front and workers run as 65534", async () => {
+test.skipIf(!isRoot && process.env.CI !== "true")("as root with -u nobody -g nogroup: binds port < 1024 and a unix socket, opens its log as root, then front and workers run as 65534, and both sockets are theirs", async () => {
   if (!isRoot) throw new Error("this test needs root (CI runs as root)");
   const dir = mkdtempSync(join(tmpdir(), "bunicorn-priv-"));
   chmodSync(dir, 0o700); // only root may enter: the log and the socket are made before the switch
@@ -42,7 +42,7 @@ test.skipIf(!isRoot && process.env.CI !== "true")("as root with -u nobody -g nog
     const port = freePrivilegedPort();
     const errors = join(dir, "error.log"), sock = join(dir, "app.sock");
     const server = await spawnServer(["apps/hello.py", "-w", "2", "--python", SYSTEM_PYTHON, "-b", `127.0.0.1:${port}`, "-b", `unix:${sock}`,
-      "-u", "nobody", "-g", "nogroup", "--error-logfile", errors], { errorLogFile: errors, readyTimeoutMs: 20_000 });
+      "-u", "nobody", "-g", "nogroup", "--error-logfile", errors, "--control-socket", join(dir, "ctl.sock")], { errorLogFile: errors, readyTimeoutMs: 20_000 });
     expect(await server.waitForOutput(/Workers ready: 2/, "stderr", 20_000)).toBe(true);
     expect(server.stderr()).toContain("Running as uid 65534 gid 65534 (nobody)");
     expect(bodyText(await request(port, "/"))).toBe("Hello, World!");
@@ -53,6 +53,9 @@ test.skipIf(!isRoot && process.env.CI !== "true")("as root with -u nobody -g nog
     for (const pid of workers) expect(ids(pid)).toEqual(front);
     // The unix socket now belongs to the user the server runs as (gunicorn chowns it too).
     expect([statSync(sock).uid, statSync(sock).gid]).toEqual([65534, 65534]);
+    // So does bunicorn ctl's socket, still 0600: the server's user (and root) may open it, no one else.
+    const ctl = statSync(join(dir, "ctl.sock"));
+    expect([ctl.uid, ctl.gid, ctl.mode & 0o777]).toEqual([65534, 65534, 0o600]);
     const viaUnix = await new Promise<string>((resolve, reject) => {
       let got = "";
       Bun.connect({ unix: sock, socket: {
