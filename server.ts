@@ -17,7 +17,8 @@
  *         - Write and backpressure          10. Logging
  *         - Reading requests; keep-alive,   11. Config and CLI
  *           close, timeouts                 12. Main
- * Python workers are in bridge.ts (the front's side, an app stage) and worker.py.
+ * Python workers are in bridge.ts (the front's side, an app stage) and worker.py; what
+ * systemd and --user need from libc (socket activation, sd_notify, getpwnam) is in systemd.ts.
  *
  * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
  * bytes and returns events), and a connection's state changes only in section 5.
