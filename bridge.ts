@@ -195,18 +195,25 @@ export interface AppExchange {
 }
 
 export interface PythonStage extends AppStage {
-  /** Start the master helper if the config file has master hooks, and run on_starting. */
-  startHooks(): Promise<void>;
+  /** Start the master helper (as `owner`, when --user/--group name one) if the config file has master hooks, and run on_starting. */
+  startHooks(owner?: { uid: number; gid: number } | null): Promise<void>;
   /** Run a master hook (when_ready, on_exit, pre_exec...) if the config file defines it; resolves when it returned. */
   runHook(name: string, args?: Record<string, unknown>): Promise<void>;
   /** Start the workers and wait until each has imported the app. */
   boot(): Promise<void>;
   /** No new workers from now on: the server is draining (SIGTERM) or stopping. */
   beginDrain(): void;
-  reload(): void;
+  /** A new generation of workers; settles once each has booted or failed to (the old ones retire as new ones are ready). */
+  reload(): Promise<void>;
   addWorker(): void;
   removeWorker(): void;
+  /** Every worker stops gracefully and none replaces it (SIGWINCH when daemonized); addWorker starts one again. */
+  stopWorkers(): void;
+  /** For `bunicorn ctl workers`: each worker process, in start order. */
+  describeWorkers(): WorkerReport[];
 }
+
+export interface WorkerReport { id: number; pid: number; generation: number; state: string; busy: number; served: number; age_s: number }
 
 /** A worker that could not load the app at start-up: the server exits with gunicorn's status 3. */
 export class WorkerBootError extends Error {}
@@ -924,9 +931,9 @@ class PythonWorkerPool implements PythonStage {
 
   // -- server hooks (the config file's; README "Server hooks") --
 
-  async startHooks(): Promise<void> {
+  async startHooks(owner: { uid: number; gid: number } | null = null): Promise<void> {
     if (!this.config.hooks.some((h) => MASTER_HOOKS.includes(h))) return;
-    this.master = await MasterHooks.start(this.python, this.config, this.log, (line, fd) => this.forwardLine("[master helper] ", line, fd));
+    this.master = await MasterHooks.start(this.python, this.config, this.log, (line, fd) => this.forwardLine("[master helper] ", line, fd), owner);
     await this.runHook("on_starting");
   }
 
@@ -1203,14 +1210,27 @@ class PythonWorkerPool implements PythonStage {
     }
   }
 
-  reload(): void {
-    if (this.isDraining) return;
+  reload(): Promise<void> {
+    if (this.isDraining) return Promise.resolve();
     this.generation++;
     this.log.info(`Reloading: starting ${this.config.workers} new workers`);
     // A new worker that fails to boot says why once (onBootError); the old ones keep serving.
-    void this.runHook("on_reload").then(() => {
-      for (let i = 0; i < this.config.workers; i++) void this.startWorker();
+    // on_reload first (when the config file has it); settles once the new generation has booted.
+    return this.runHook("on_reload").then(async () => {
+      const fresh = await Promise.all(Array.from({ length: this.config.workers }, () => this.startWorker()));
+      await Promise.allSettled(fresh.map((w) => w.booted));
     });
+  }
+
+  describeWorkers(): WorkerReport[] {
+    const now = performance.now();
+    return [...this.workers].map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state, busy: w.busy, served: w.served, age_s: Math.round((now - w.spawnedAt) / 1000) }));
+  }
+
+  stopWorkers(): void {
+    this.config.workers = 0;
+    this.log.info("Number of workers: 0");
+    for (const w of this.workers) if (w.state === "ready" || w.state === "booting") this.retire(w);
   }
 
   addWorker(): void {
@@ -1305,7 +1325,7 @@ class MasterHooks {
 
   private constructor(private readonly proc: import("bun").Subprocess, private readonly log: Logger) {}
 
-  static async start(python: string, config: Config, log: Logger, onOutput: (line: string, fd: 1 | 2) => void): Promise<MasterHooks> {
+  static async start(python: string, config: Config, log: Logger, onOutput: (line: string, fd: 1 | 2) => void, owner: { uid: number; gid: number } | null): Promise<MasterHooks> {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       BUNICORN_CONFIG: config.configFile!,
@@ -1313,8 +1333,8 @@ class MasterHooks {
       BUNICORN_FRONT_PID: String(process.pid),
       PYTHONUNBUFFERED: "1",
     };
-    const proc = Bun.spawn([python, "-c", WORKER_BOOTSTRAP, "bunicorn-master"], {
-      env, stdio: [Buffer.from(WORKER_SOURCE), "pipe", "pipe", "socket-fd"],
+    const proc = Bun.spawn(pythonRole(python, "bunicorn-master"), {
+      env, stdio: [pythonProgram(), "pipe", "pipe", "socket-fd"], ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {}),
     } as any) as import("bun").Subprocess;
     void forwardOutput(proc.stdout as ReadableStream<Uint8Array>, (line) => onOutput(line, 1));
     void forwardOutput(proc.stderr as ReadableStream<Uint8Array>, (line) => onOutput(line, 2));

@@ -17,7 +17,8 @@
  *         - Write and backpressure          10. Logging
  *         - Reading requests; keep-alive,   11. Config and CLI
  *           close, timeouts                 12. Main
- * Python workers are in bridge.ts (the front's side, an app stage) and worker.py.
+ * Python workers are in bridge.ts (the front's side, an app stage) and worker.py; what
+ * systemd and --user need from libc (socket activation, sd_notify, getpwnam) is in systemd.ts.
  *
  * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
  * bytes and returns events), and a connection's state changes only in section 5.
@@ -27,6 +28,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { type AppExchange, type PythonStage, WorkerBootError, choosePython, createPythonStage, pythonProgram, pythonRole } from "./bridge.ts";
+import { type InheritedSocket, type Notifier, lookUpGroup, lookUpUser, monotonicMicros, takeListenFds, takeNotifySocket } from "./systemd.ts";
 
 // ==== 1. Constants and limits ====
 
@@ -294,7 +296,8 @@ export class Server {
     if (this.log.metrics !== null) this.log.metrics.noteRequest(ex);
   }
 
-  listen(): void {
+  /** Bind --bind's addresses, or take the sockets systemd passed (then --bind is not used, as in gunicorn). */
+  listen(inherited: InheritedSocket[] = []): void {
     const server = this;
     const handlers = {
       open(socket: Socket) { server.acceptConnection(socket); },
@@ -305,7 +308,8 @@ export class Server {
       error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
     };
     try {
-      for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
+      if (inherited.length > 0) for (const socket of inherited) this.listenOnInherited(socket, handlers);
+      else for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
     } catch (err) {
       // One bind refused: release the others, so a start that failed holds no port.
       for (const listener of this.listeners) listener.stop(true);
@@ -338,6 +342,19 @@ export class Server {
       this.ports.push(listener.port);
       this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
     }
+  }
+
+  /** A socket systemd listens on for us (socket activation): Bun.listen({ fd }), which bun-types lacks. */
+  private listenOnInherited(socket: InheritedSocket, handlers: object): void {
+    let listener: { stop(closeActive?: boolean): void };
+    try {
+      listener = Bun.listen<Conn | undefined>({ fd: socket.fd, socket: handlers, allowHalfOpen: true } as any);
+    } catch (err) {
+      throw new StartupError(`cannot listen on the socket systemd passed as fd ${socket.fd} (${socket.address}): ${describeOsError(err)}`);
+    }
+    this.listeners.push(listener);
+    this.ports.push(socket.isUnix ? 0 : Number(socket.address.slice(socket.address.lastIndexOf(":") + 1)));
+    this.log.info(`Listening at: ${socket.isUnix ? socket.address : `http://${socket.address}`} (systemd socket ${socket.name}, fd ${socket.fd})`);
   }
 
   private acceptConnection(socket: Socket): void {
@@ -2142,18 +2159,42 @@ type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Lines to a file descriptor, gathered and written at most every 100 ms (an access log line per request must not cost a syscall). */
 class LineSink {
+  /** Sinks writing to a named file: what SIGUSR1 reopens. */
+  static readonly files = new Set<LineSink>();
   private lines: string[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
-  constructor(private readonly fd: number, private readonly isBuffered: boolean) {}
+  constructor(private fd: number, private readonly isBuffered: boolean, private readonly file: string | null = null) {
+    if (file !== null) LineSink.files.add(this);
+  }
 
   /** `-` is stdout; a file is opened for appending, and failing to names the flag, the file and the reason (exit 2). */
   static open(target: string, flag: string): LineSink {
     if (target === "-") return new LineSink(1, true);
     try {
-      return new LineSink(fs.openSync(target, "a"), true);
+      return new LineSink(fs.openSync(target, "a"), true, path.resolve(target));
     } catch (err) {
       throw new StartupError(`${flag} ${target}: cannot open for writing: ${describeOsError(err)}`);
     }
+  }
+
+  /**
+   * SIGUSR1 (gunicorn's reopen_files, what logrotate's postrotate sends): what is buffered goes
+   * to the old file, then the name is opened again, so lines after it go to the new file.
+   * Failing to open it (a directory the dropped user may not write in) keeps the old file.
+   */
+  reopen(): string | null {
+    if (this.file === null) return null;
+    this.flush();
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file, "a");
+    } catch (err) {
+      return `${this.file}: cannot reopen, still writing to the old file: ${describeOsError(err)}`;
+    }
+    const old = this.fd;
+    this.fd = fd;
+    fs.closeSync(old);
+    return null;
   }
 
   write(line: string): void {
@@ -2187,12 +2228,14 @@ function logTimestamp(): string {
 
 /** gunicorn's error-log line: `[time] [pid] [LEVEL] message`. */
 export class Logger {
-  private readonly threshold: number;
+  private threshold: number;
   /** --statsd-host: gunicorn counts warnings, errors and criticals (gunicorn.log.LEVEL), whatever --log-level. */
   metrics: StatsdClient | null = null;
   constructor(private readonly sink: LineSink, level: LogLevel) {
     this.threshold = LOG_LEVELS.indexOf(level);
   }
+  /** A HUP that re-read a changed loglevel. */
+  setLevel(level: LogLevel) { this.threshold = LOG_LEVELS.indexOf(level); }
   private emit(level: LogLevel, message: string): void {
     if (this.metrics !== null && level !== "debug" && level !== "info") this.metrics.increment(`gunicorn.log.${level}`);
     if (LOG_LEVELS.indexOf(level) < this.threshold) return;
@@ -2212,6 +2255,13 @@ export class Logger {
 function openErrorLog(config: Config): Logger {
   const sink = config.errorLogfile === "-" ? new LineSink(2, false) : LineSink.open(config.errorLogfile, "--error-logfile");
   return new Logger(sink, config.logLevel);
+}
+
+/** SIGUSR1: reopen every log file. The workers write nothing themselves (their output comes through the front), so they have none. */
+function reopenLogFiles(log: Logger): void {
+  const problems = [...LineSink.files].map((sink) => sink.reopen()).filter((p) => p !== null);
+  log.info("Reopened the log files");
+  for (const p of problems) log.error(p);
 }
 
 function openAccessLog(config: Config): LineSink | null {
@@ -2576,6 +2626,17 @@ export interface Config {
   /** -e KEY=VALUE, set in this process's environment (the workers inherit it). */
   rawEnv: string[];
   daemon: boolean;
+  /** --reload: poll the app's Python files and reload the workers (as SIGHUP) when one changes. */
+  reload: boolean;
+  reloadEngine: string;
+  /** --reload-extra-file: more files to watch, as glob patterns. */
+  reloadExtraFiles: string[];
+  /** -u/-g: when started as root, switch to these after binding and opening logs (name or number); null: stay. */
+  user: string | null;
+  group: string | null;
+  initgroups: boolean;
+  /** --control-socket: where `bunicorn ctl` reaches this server (a unix socket, mode 0600); null: none. */
+  controlSocket: string | null;
   checkConfig: boolean;
   printConfig: boolean;
   accessLogFormat: string;
@@ -2625,6 +2686,13 @@ export function defaultConfig(): Config {
     umask: null,
     rawEnv: [],
     daemon: false,
+    reload: false,
+    reloadEngine: "auto",
+    reloadExtraFiles: [],
+    user: null,
+    group: null,
+    initgroups: false,
+    controlSocket: null,
     checkConfig: false,
     printConfig: false,
     accessLogFormat: GUNICORN_ACCESS_LOG_FORMAT,
@@ -2713,8 +2781,6 @@ const LATER = {
   tls: "TLS is not supported yet; terminate TLS in a proxy in front of bunicorn",
   proxy: "proxy settings are not supported yet; REMOTE_ADDR and wsgi.url_scheme come from the connection itself",
   preload: "--preload is not supported yet; each worker imports the app itself",
-  reload: "--reload is not supported yet; send SIGHUP to load new code without dropping requests",
-  user: "switching user or group is not supported yet; start bunicorn as that user (systemd User=, docker --user)",
 };
 const NO_ASGI = "only for -k asgi; bunicorn runs WSGI apps only";
 const NO_H2 = "bunicorn speaks HTTP/1.1 only; put an HTTP/2 proxy in front";
@@ -2782,7 +2848,7 @@ export const SETTINGS: SettingSpec[] = [
   supported("timeout", ["-t", "--timeout"], "timeoutS", "seconds", "a Python request running longer gets 504 and its worker is replaced (0: no timeout) [30]", {
     min: 0, differs: "gunicorn kills a worker silent for this long; bunicorn times each request, answers 504 and replaces the worker. 0 is no timeout in both",
   }),
-  supported("graceful_timeout", ["--graceful-timeout"], "gracefulTimeoutS", "seconds", "on SIGTERM/SIGINT, seconds for in-flight requests to finish [30]", { min: 0 }),
+  supported("graceful_timeout", ["--graceful-timeout"], "gracefulTimeoutS", "seconds", "on SIGTERM, seconds for in-flight requests to finish [30]", { min: 0 }),
   supported("keepalive", ["--keep-alive"], "keepAliveS", "seconds", "idle seconds a kept-alive connection waits for its next request (0: keep-alive off) [5]", {
     min: 0, differs: "default 5 s (gunicorn: 2 s). gunicorn's sync workers do no keep-alive at all; bunicorn's front holds idle connections cheaply, and 5 s outlasts the gap between a browser's requests. 0: keep-alive off, as in gunicorn: every response says Connection: close and the connection closes after it",
   }),
@@ -2791,9 +2857,14 @@ export const SETTINGS: SettingSpec[] = [
   supported("limit_request_fields", ["--limit-request-fields"], "limitRequestFields", "count", "header fields per request, 0 for 32768 (→ 431) [100]", { min: 0, max: 32768 }),
   supported("limit_request_field_size", ["--limit-request-field_size", "--limit-request-field-size"], "limitRequestFieldSize", "count", "bytes of one header field line, 0 for unlimited (→ 431) [8190]", { min: 0 }),
   // Debugging
-  later("reload", "reload", ["--reload"], "bool"),
-  later("reload", "reload_engine", ["--reload-engine"], "string", { accepts: ["auto"] }),
-  later("reload", "reload_extra_files", ["--reload-extra-file"], "list"),
+  supported("reload", ["--reload"], "reload", "bool", "reload the workers (as SIGHUP) when a .py file of the app changes; development only", {
+    differs: "watches the .py files under --chdir (or the working directory) and --pythonpath, not the modules imported; Python apps only",
+  }),
+  supported("reload_engine", ["--reload-engine"], "reloadEngine", "string", "auto, poll or inotify: bunicorn always polls, once a second [auto]", {
+    refuseValue: (v) => (["auto", "poll", "inotify"].includes(v) ? null : `expected auto, poll or inotify, got '${v}'`),
+    differs: "every engine polls the files' mtimes once a second",
+  }),
+  supported("reload_extra_files", ["--reload-extra-file"], "reloadExtraFiles", "list", "with --reload, also watch these files (glob patterns, repeatable)"),
   refused("spew", ["--spew"], "bool", "bunicorn does not trace every executed line; use python -m trace or a debugger"),
   supported("check_config", ["--check-config"], "checkConfig", "bool", "check the configuration and the start-up checks, then exit (0: fine, 2: not)", {
     differs: "does not import a Python app (gunicorn does); a TypeScript app is loaded",
@@ -2810,12 +2881,14 @@ export const SETTINGS: SettingSpec[] = [
   supported("raw_env", ["-e", "--env"], "rawEnv", "env", "KEY=VALUE set in the environment of the server and the app (repeatable)"),
   supported("pidfile", ["-p", "--pid"], "pidfile", "string", "write the server's pid to this file (removed at exit)"),
   warned("worker_tmp_dir", ["--worker-tmp-dir"], "string", "bunicorn's workers heartbeat over their socket, not through a temp file"),
-  later("user", "user", ["-u", "--user"], "string"),
-  later("user", "group", ["-g", "--group"], "string"),
+  supported("user", ["-u", "--user"], "user", "string", "when started as root: after binding, switch the server and its workers to this user (name or uid)", {
+    differs: "the front switches too (gunicorn's master stays root), after binding its ports and opening its logs and certificates",
+  }),
+  supported("group", ["-g", "--group"], "group", "string", "with --user or alone: switch to this group (name or gid) [the user's group]"),
   supported("umask", ["-m", "--umask"], "umask", "octal", "file mode mask for files the server creates (unix sockets, logs, pid file): 0o22, 0x12 or 18 [inherited]", {
     differs: "unset (inherited) by default; gunicorn's default 0 applies only with --daemon",
   }),
-  later("user", "initgroups", ["--initgroups"], "bool"),
+  supported("initgroups", ["--initgroups"], "initgroups", "bool", "with --user: also take the user's supplementary groups from /etc/group [none]"),
   warned("tmp_upload_dir", [], "string", "gunicorn does not use it either (request bodies are streamed)"),
   later("proxy", "secure_scheme_headers", [], "string"),
   later("proxy", "forwarded_allow_ips", ["--forwarded-allow-ips"], "string", { accepts: ["127.0.0.1,::1"] }),
@@ -2902,9 +2975,11 @@ export const SETTINGS: SettingSpec[] = [
   refused("dirty_worker_init", [], "string", NO_DIRTY),
   refused("dirty_worker_exit", [], "string", NO_DIRTY),
   // Control
-  warned("control_socket", ["--control-socket"], "string", "bunicorn has no control socket; use signals (HUP reloads, TTIN/TTOU add or remove a worker)"),
-  warned("control_socket_mode", ["--control-socket-mode"], "string", "bunicorn has no control socket", { accepts: ["384", "0o600"] }),
-  warned("control_socket_disable", ["--no-control-socket"], "bool", "bunicorn has no control socket to disable"),
+  supported("control_socket", ["--control-socket"], "controlSocket", "string", "unix socket (mode 0600) for bunicorn ctl status|workers|reload|add|remove [none]", {
+    differs: "none unless given (gunicorn 25 makes gunicorn.ctl by default); bunicorn ctl takes --control-socket PATH too",
+  }),
+  refused("control_socket_mode", ["--control-socket-mode"], "string", "bunicorn's control socket is always mode 0600: only the user the server runs as may open it", { accepts: ["384", "0o600", "600"] }),
+  warned("control_socket_disable", ["--no-control-socket"], "bool", "bunicorn has a control socket only when --control-socket names one"),
   // bunicorn's own
   supported(null, ["--header-timeout"], "headerTimeoutS", "seconds", "seconds for a request head (and each gap in its body) to arrive, else 408 [10]", { min: 0.001 }),
   supported(null, ["--limit-request-body"], "limitRequestBody", "count", "bytes of a request body (→ 413) [1073741824]", { min: 0 }),
@@ -2929,6 +3004,7 @@ export function usage(): string {
     return `  ${(s.flags.join(", ") + value).padEnd(34)} ${s.help}`;
   });
   return `usage: bunicorn [options] APP
+       bunicorn ctl --control-socket PATH status|workers|reload|add|remove
 
 APP is a Python WSGI app (module:callable, path/to/file.py:callable, module:create_app())
 or a TypeScript app (path/to/app.ts, path/to/app.ts:export).
@@ -3221,6 +3297,9 @@ export function parseArgs(argv: string[], sources: ConfigSources = {}): ParsedCo
   if (cli.apps.length === 1) result.app = cli.apps[0];
   if (result.app === "") throw new UsageError("missing APP (e.g. myproject.wsgi:application or apps/hello.ts)");
   for (const bind of result.binds) parseBind(bind);
+  if (result.reload && isTypeScriptAppSpec(result.app)) {
+    throw new UsageError("--reload: for Python apps only (a TypeScript app runs in the server's own process); use bun --watch");
+  }
   if (result.rootPath !== "" && (!result.rootPath.startsWith("/") || result.rootPath.endsWith("/"))) {
     throw new UsageError(`--root-path: must start with '/' and not end with '/', got '${result.rootPath}'`);
   }
@@ -3370,19 +3449,22 @@ export interface RunningServer {
  * Start serving in this process: for tests, and for main(). `app` is a TypeScript app or a ready app stage.
  * main() passes the logs it opened up front; otherwise they are opened here.
  */
-export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger; accessLog?: LineSink | null }): RunningServer {
+export function startServer(options: Partial<Config> & { app?: string; handler?: WsgiApp; stage?: AppStage; logger?: Logger; accessLog?: LineSink | null; inherited?: InheritedSocket[] }): RunningServer {
   const config: Config = { ...defaultConfig(), ...options } as Config;
   const log = options.logger ?? openErrorLog(config);
   let server: Server;
   const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
   server = new Server(config, stage, log, options.accessLog === undefined ? openAccessLog(config) : options.accessLog);
-  server.listen();
+  server.listen(options.inherited);
   return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "ctl") return runControlClient(argv.slice(1));
   const isDaemonChild = process.env[DAEMON_CHILD_ENV] === "1";
   delete process.env[DAEMON_CHILD_ENV]; // the app must not see it
+  // First, before any child (the config reader) could inherit them: systemd's variables are ours alone.
+  const service = takeServiceManager();
   let config: ParsedConfig;
   try {
     config = await loadConfig(argv, process.env);
@@ -3406,10 +3488,12 @@ async function main(argv: string[]): Promise<void> {
     }
     config.hookSettings = settingsByName(config);
   }
+  const owner = exitOnStartupError(() => chooseOwner(config));
   const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
   log.metrics = await openStatsd(config);
   for (const w of config.warnings) log.warning(w);
   if (config.daemon && !isDaemonChild) return startDetached(log);
+  const context: MainContext = { argv, config, lastRead: structuredClone(config), log, service, owner, isDaemon: isDaemonChild };
   if (isTypeScriptAppSpec(config.app)) {
     let handler: WsgiApp;
     try {
@@ -3419,13 +3503,97 @@ async function main(argv: string[]): Promise<void> {
       process.exit(2);
     }
     if (config.checkConfig) return exitAfterCheck(log);
-    const signals = installSignalHandlers(log);
-    signals.serve(listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog }), log));
+    const signals = installSignalHandlers(context);
+    const running = listenOrExit(() => startServer({ ...config, handler, logger: log, accessLog, inherited: service.sockets }), log);
+    exitOnStartupError(() => startControlSocket(context, signals.control), log);
+    dropPrivileges(owner, config, log);
+    signals.serve(running);
     signals.stageReady();
   } else {
     if (config.checkConfig) return exitAfterCheck(log);
-    await startPythonStage(config, log, accessLog);
+    await startPythonStage(context, accessLog);
   }
+}
+
+/** What main() hands to the steps after the config: the logs, systemd's sockets and notify socket, the user to become. */
+interface MainContext {
+  argv: string[];
+  /** The settings in effect (TTIN/TTOU change `workers` here). */
+  config: Config;
+  /** The settings as last read (at start, then at each HUP): what a HUP compares the file with. */
+  lastRead: Config;
+  log: Logger;
+  service: ServiceManager;
+  owner: Owner | null;
+  isDaemon: boolean;
+}
+
+// ---- systemd ----
+
+/** What systemd (or systemd-socket-activate) passed: listening sockets, and where to report readiness. */
+interface ServiceManager {
+  sockets: InheritedSocket[];
+  notifier: Notifier | null;
+}
+
+/** LISTEN_* and NOTIFY_SOCKET, taken out of the environment (sd_listen_fds(3), sd_notify(3)); malformed ones exit 2. */
+function takeServiceManager(): ServiceManager {
+  try {
+    return { sockets: takeListenFds(process.env), notifier: takeNotifySocket(process.env) };
+  } catch (err) {
+    exitWithStartupError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+// ---- user and group ----
+
+/** The uid and gid -u/-g name, resolved before anything starts, so a typo exits 2 before a port is bound. */
+interface Owner { uid: number; gid: number; userName: string | null }
+
+function chooseOwner(config: Config): Owner | null {
+  if (config.user === null && config.group === null) return null;
+  let uid = process.getuid!(), gid = process.getgid!(), userName: string | null = null;
+  if (config.user !== null) {
+    const entry = lookUpUser(config.user);
+    if (entry === null) throw new StartupError(`--user ${config.user}: no such user`);
+    ({ uid, gid, name: userName } = entry);
+  }
+  if (config.group !== null) {
+    const found = lookUpGroup(config.group);
+    if (found === null) throw new StartupError(`--group ${config.group}: no such group`);
+    gid = found;
+  }
+  const isSame = uid === process.getuid!() && gid === process.getgid!();
+  if (!isSame && process.geteuid!() !== 0) {
+    throw new StartupError(`--user/--group: only root can switch to uid ${uid} gid ${gid} (running as uid ${process.getuid!()})`);
+  }
+  return isSame ? null : { uid, gid, userName };
+}
+
+/**
+ * -u/-g/--initgroups, once the ports are bound, the logs open and (issue 9) the certificates read:
+ * from here on nothing runs as root, and every worker started later inherits the user. gunicorn's
+ * util.set_owner_process does the same for its workers (supplementary groups: the user's with
+ * --initgroups, else only the group itself, so root's group 0 is not kept); its master stays root, ours does not.
+ */
+function dropPrivileges(owner: Owner | null, config: Config, log: Logger): void {
+  if (owner === null) return;
+  // A unix socket bound as root must be reachable by the user it now serves as (gunicorn's sock.py chowns it too).
+  const unixPaths = [...config.binds.filter((b) => b.startsWith("unix:")).map((b) => b.slice(5)), ...(config.controlSocket !== null ? [config.controlSocket] : [])];
+  for (const file of unixPaths) {
+    try { fs.chownSync(file, owner.uid, owner.gid); } catch { /* systemd's socket, or gone */ }
+  }
+  try {
+    if (config.initgroups && owner.userName !== null) (process as unknown as { initgroups(user: string, group: number): void }).initgroups(owner.userName, owner.gid); // bun-types lacks it
+    else process.setgroups!([owner.gid]);
+    process.setgid!(owner.gid);
+    process.setuid!(owner.uid);
+  } catch (err) {
+    log.critical(`cannot switch to uid ${owner.uid} gid ${owner.gid}: ${describeOsError(err)}`);
+    log.flush();
+    process.exit(1);
+  }
+  log.info(`Running as uid ${owner.uid} gid ${owner.gid}${owner.userName !== null ? ` (${owner.userName})` : ""}`);
 }
 
 /** --umask and -e apply to this process, before any file is created: the workers inherit both (gunicorn sets them in its arbiter). */
@@ -3505,15 +3673,18 @@ function exitWithStartupError(message: string, log?: Logger): never {
  * before any worker exists, and connections that arrive during the boot wait in the
  * pool's queue until a worker is ready.
  */
-async function startPythonStage(config: Config, log: Logger, accessLog: LineSink | null): Promise<void> {
+async function startPythonStage(context: MainContext, accessLog: LineSink | null): Promise<void> {
+  const { config, log } = context;
   const python = choosePython(config);
   if (Bun.which(python) === null && !fs.existsSync(python)) {
     exitWithStartupError(`Python interpreter not found: ${python} (use --python PATH)`);
   }
   const pool = createPythonStage(config, log, accessLog === null ? undefined : compileAccessFormat(config.accessLogFormat).needs);
-  const signals = installSignalHandlers(log, pool);
-  await startHooksOrExit(pool, log); // on_starting: before anything listens, as in gunicorn
-  const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog }), log);
+  const signals = installSignalHandlers(context, pool);
+  await startHooksOrExit(pool, log, context.owner); // on_starting: before anything listens, as in gunicorn
+  const running = listenOrExit(() => startServer({ ...config, stage: pool, logger: log, accessLog, inherited: context.service.sockets }), log);
+  exitOnStartupError(() => startControlSocket(context, signals.control), log);
+  dropPrivileges(context.owner, config, log); // before the first worker exists: they are born as the user
   signals.serve(running);
   await pool.runHook("when_ready");
   try {
@@ -3527,12 +3698,13 @@ async function startPythonStage(config: Config, log: Logger, accessLog: LineSink
   // The first moment a request is served without waiting; tests (and operators) wait for it.
   log.info(`Workers ready: ${config.workers}`);
   signals.stageReady();
+  if (config.reload) watchForReload(config, log, signals.reload);
 }
 
 /** The master helper runs the config file again; if that now fails, nothing can start (exit 1). */
-async function startHooksOrExit(pool: PythonStage, log: Logger): Promise<void> {
+async function startHooksOrExit(pool: PythonStage, log: Logger, owner: Owner | null): Promise<void> {
   try {
-    await pool.startHooks();
+    await pool.startHooks(owner); // the helper runs as --user/--group from its start
   } catch (err) {
     log.critical(err instanceof Error ? err.message : String(err));
     log.flush();
@@ -3553,13 +3725,30 @@ function listenOrExit(start: () => RunningServer, log: Logger): RunningServer {
 }
 
 /**
+ * Signals, with gunicorn's meanings (https://docs.gunicorn.org/en/stable/signals.html):
+ *   TERM        graceful stop: stop accepting, in-flight requests finish within --graceful-timeout
+ *   INT, QUIT   quick stop: connections closed and workers killed at once
+ *   HUP         reload: the config file read again (what can change live is applied), then a
+ *               new generation of workers; the old ones retire as the new ones are ready
+ *   TTIN, TTOU  one worker more, one fewer
+ *   USR1        reopen the log files (logrotate)
+ *   USR2        gunicorn's binary upgrade: not done, logged (see the README)
+ *   WINCH       when daemonized, the workers stop gracefully and the front stays; else ignored
+ * Every signal gunicorn handles is handled here, so none kills the server by its default action.
+ *
  * Installed before the server listens: a signal sent as soon as "Listening at" appears must
  * find its handler (SIGTTIN's default action would stop the process). A stop asked for
- * before `serve` is called waits for it; HUP, TTIN and TTOU sent while the first workers
- * boot wait for `stageReady` (as gunicorn's arbiter queues them until its loop runs), so
- * the boot never sees its own workers retired. Handlers only start the work.
+ * before `serve` is called waits for it; HUP, TTIN, TTOU and WINCH sent while the first
+ * workers boot wait for `stageReady` (as gunicorn's arbiter queues them until its loop
+ * runs), so the boot never sees its own workers retired. Handlers only start the work.
+ *
+ * systemd (sd_notify(3), Type=notify or notify-reload): READY=1 once the first workers
+ * serve; RELOADING=1 with MONOTONIC_USEC when a reload starts and READY=1 when its workers
+ * have booted; STOPPING=1 when a stop starts; WATCHDOG=1 while the event loop runs.
  */
-function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(running: RunningServer): void; stageReady(): void } {
+function installSignalHandlers(context: MainContext, stage?: PythonStage): { serve(running: RunningServer): void; stageReady(): void; reload(why: string): void; control(command: string): ControlAnswer } {
+  const { log, isDaemon } = context;
+  const notifier = context.service.notifier;
   let running: RunningServer | null = null;
   let stopAsked: [signal: string, graceful: boolean] | null = null;
   let isStopping = false;
@@ -3577,6 +3766,7 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
       return;
     }
     isStopping = true;
+    notifier?.send("STOPPING=1");
     stage?.beginDrain(); // a worker that dies from now on is not replaced
     log.info(`Handling signal: ${signal}; ${graceful ? `finishing in-flight requests (up to ${running.server.config.gracefulTimeoutS}s)` : "stopping now"}`);
     await running.stop(graceful);
@@ -3585,12 +3775,35 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
     log.flush();
     process.exit(0);
   };
-  process.on("SIGINT", () => void shutdown("int", true));
+  const reload = async (why: string) => {
+    if (isStopping || running === null) return;
+    notifier?.send(`RELOADING=1\nMONOTONIC_USEC=${monotonicMicros()}`);
+    await rereadConfigFile(context, running);
+    // TLS (issue 9): running.server.reloadCertificates() goes here, after the config and before
+    // the workers, while the files are read as the --user the front now runs as.
+    await stage?.reload();
+    log.info(`Reloaded (${why})`);
+    if (!isStopping) notifier?.send("READY=1");
+  };
   process.on("SIGTERM", () => void shutdown("term", true));
+  process.on("SIGINT", () => void shutdown("int", false));
   process.on("SIGQUIT", () => void shutdown("quit", false));
-  process.on("SIGHUP", onStageSignal("hup", () => stage?.reload()));
+  process.on("SIGHUP", onStageSignal("hup", () => void reload("SIGHUP")));
   process.on("SIGTTIN", onStageSignal("ttin", () => stage?.addWorker()));
   process.on("SIGTTOU", onStageSignal("ttou", () => stage?.removeWorker()));
+  process.on("SIGUSR1", () => {
+    log.info("Handling signal: usr1");
+    reopenLogFiles(log);
+  });
+  process.on("SIGUSR2", () => {
+    log.warning("Handling signal: usr2; ignored: bunicorn does not re-execute itself for a binary upgrade. " +
+      "Restart it instead (under systemd socket activation the listening socket stays open meanwhile)");
+  });
+  process.on("SIGWINCH", () => {
+    // gunicorn's handle_winch: only a daemon has no terminal whose resizing sends WINCH.
+    if (!isDaemon) return log.debug("Handling signal: winch; ignored (not daemonized)");
+    onStageSignal("winch", () => { log.info("graceful stop of workers"); stage?.stopWorkers(); })();
+  });
   return {
     serve(server: RunningServer) {
       running = server;
@@ -3599,9 +3812,191 @@ function installSignalHandlers(log: Logger, stage?: PythonStage): { serve(runnin
     stageReady() {
       isStageReady = true;
       for (const act of waitingForStage.splice(0)) act();
+      notifier?.send(`READY=1\nMAINPID=${process.pid}`);
+      notifier?.startWatchdog();
+    },
+    reload: (why: string) => void reload(why),
+    // `bunicorn ctl`: the same actions as the signals, and what the signals cannot tell.
+    control(command: string): ControlAnswer {
+      if (running === null || !isStageReady) return { error: "the server is starting; try again" };
+      if (isStopping) return { error: "the server is stopping" };
+      const { config } = context;
+      switch (command) {
+        case "status":
+          return { pid: process.pid, version: VERSION, workers: config.workers, connections: running.server.conns.size, in_flight: running.server.inFlight, uid: process.getuid!() };
+        case "workers":
+          return { workers: stage?.describeWorkers() ?? [] };
+        case "reload":
+          log.info("Handling ctl: reload");
+          void reload("bunicorn ctl");
+          return { ok: true, reloading: true };
+        case "add":
+        case "remove":
+          if (stage === undefined) return { error: "a TypeScript app runs in the server itself: it has no workers" };
+          log.info(`Handling ctl: ${command}`);
+          if (command === "add") stage.addWorker();
+          else stage.removeWorker();
+          return { ok: true, workers: config.workers };
+        default:
+          return { error: `unknown command '${command}' (expected ${CONTROL_COMMANDS.join(", ")})` };
+      }
     },
   };
 }
+
+// ---- bunicorn ctl ----
+// In the spirit of gunicorn 25's gunicornc: one command per connection, a line in, one JSON
+// line out, over a unix socket of mode 0600 owned by the user the server runs as (after
+// --user, chowned to it), so only that user (and root) may open it.
+
+const CONTROL_COMMANDS = ["status", "workers", "reload", "add", "remove"] as const;
+type ControlAnswer = Record<string, unknown>;
+
+function startControlSocket(context: MainContext, answer: (command: string) => ControlAnswer): void {
+  const file = context.config.controlSocket;
+  if (file === null) return;
+  removeStaleUnixSocket(file);
+  const umask = process.umask(0o177); // born 0600: no moment when another user could connect
+  try {
+    Bun.listen<{ text: string }>({
+      unix: file,
+      socket: {
+        open(s) { s.data = { text: "" }; },
+        data(s, bytes) {
+          s.data.text += bytes.toString("utf8");
+          const nl = s.data.text.indexOf("\n");
+          if (nl === -1) {
+            if (s.data.text.length > 256) s.end(JSON.stringify({ error: "command too long" }) + "\n");
+            return;
+          }
+          s.end(JSON.stringify(answer(s.data.text.slice(0, nl).trim())) + "\n");
+        },
+        error() {},
+      },
+    });
+  } catch (err) {
+    throw new StartupError(`--control-socket ${file}: cannot listen: ${describeOsError(err)}`);
+  } finally {
+    process.umask(umask);
+  }
+  fs.chmodSync(file, 0o600);
+  process.on("exit", () => { try { fs.unlinkSync(file); } catch { /* gone, or not ours to remove */ } });
+  context.log.info(`Control socket: ${file}`);
+}
+
+/** `bunicorn ctl [--control-socket PATH] COMMAND`: prints the server's JSON answer; exit 1 when it reports an error, 2 on bad usage. */
+async function runControlClient(args: string[]): Promise<void> {
+  let file = "", command = "";
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--control-socket" || args[i] === "-s") file = args[++i] ?? "";
+    else if (args[i].startsWith("--control-socket=")) file = args[i].slice("--control-socket=".length);
+    else if (command === "") command = args[i];
+    else command = "\0"; // two commands
+  }
+  if (file === "" || !(CONTROL_COMMANDS as readonly string[]).includes(command)) {
+    process.stderr.write(`bunicorn: error: usage: bunicorn ctl --control-socket PATH ${CONTROL_COMMANDS.join("|")}\n`);
+    process.exit(2);
+  }
+  let reply = "";
+  try {
+    await new Promise<void>((resolve, reject) => {
+      Bun.connect({
+        unix: file,
+        socket: {
+          open(s) { s.write(command + "\n"); },
+          data(_s, bytes) { reply += bytes.toString("utf8"); },
+          close() { resolve(); },
+          error(_s, err) { reject(err); },
+          connectError(_s, err) { reject(err); },
+        },
+      }).catch(reject);
+    });
+  } catch (err) {
+    process.stderr.write(`bunicorn: error: ctl: cannot reach ${file}: ${describeOsError(err)}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(reply);
+  process.exit(/"error":/.test(reply) ? 1 : 0);
+}
+
+/**
+ * Settings a HUP applies from a re-read config file: the ones the pool reads when it starts a worker
+ * (the reload starts new ones) or at each request or tick. The others (binds, user, limits the
+ * parser was built with, the app...) need a restart.
+ */
+const LIVE_SETTINGS = ["workers", "threads", "timeoutS", "gracefulTimeoutS", "keepAliveS", "headerTimeoutS", "maxRequests", "maxRequestsJitter", "backlog", "logLevel"] as const;
+
+/**
+ * HUP reads the config file again, as gunicorn's reload does. A setting the file changed since
+ * it was last read is applied when it can change live (LIVE_SETTINGS), else logged as needing a
+ * restart; comparing with the last read, not with what runs, keeps TTIN/TTOU's count. A file that
+ * no longer parses changes nothing (logged), and the reload goes on with the settings in effect.
+ */
+async function rereadConfigFile(context: MainContext, running: RunningServer): Promise<void> {
+  const { config, log } = context;
+  let fresh: ParsedConfig;
+  try {
+    fresh = await loadConfig(context.argv, process.env);
+  } catch (err) {
+    log.error(`Reloading: the config is not re-read: ${err instanceof Error ? err.message : String(err)}; the settings in effect stay`);
+    return;
+  }
+  const last = context.lastRead;
+  for (const spec of SETTINGS) {
+    const key = spec.key as keyof Config | undefined;
+    if (spec.status !== "supported" || key === undefined || !(key in fresh)) continue;
+    if (JSON.stringify(fresh[key]) === JSON.stringify(last[key])) continue;
+    if ((LIVE_SETTINGS as readonly string[]).includes(key)) {
+      for (const target of [config, running.server.config]) (target as any)[key] = fresh[key];
+      if (key === "logLevel") log.setLevel(fresh.logLevel);
+      log.info(`Reloading: ${spec.name} = ${JSON.stringify(fresh[key])}`);
+    } else {
+      log.warning(`Reloading: ${spec.name ?? spec.flags[0]} changed; it takes effect on restart`);
+    }
+  }
+  context.lastRead = fresh;
+}
+
+/**
+ * --reload (development only): every second, the mtimes of the .py files under --chdir (else the
+ * working directory) and --pythonpath, and of --reload-extra-file's globs; a change, a new file
+ * or a removed one reloads the workers the way SIGHUP does. gunicorn's poll engine watches the
+ * imported modules instead; the front cannot see those, so the app's tree stands in for them.
+ */
+function watchForReload(config: Config, log: Logger, reload: (why: string) => void): void {
+  const roots = [config.chdir ?? ".", ...config.pythonpath].map((d) => path.resolve(d));
+  const isSkipped = (rel: string) => rel.split("/").some((part) => part === "__pycache__" || part === "node_modules" || part === "site-packages" || part.startsWith("."));
+  const scan = (): Map<string, number> => {
+    const seen = new Map<string, number>();
+    const add = (file: string) => {
+      try { seen.set(file, fs.statSync(file).mtimeMs); } catch { /* gone between scan and stat */ }
+    };
+    for (const root of roots) {
+      for (const rel of new Bun.Glob("**/*.py").scanSync({ cwd: root, onlyFiles: true })) if (!isSkipped(rel)) add(path.join(root, rel));
+    }
+    for (const pattern of config.reloadExtraFiles) {
+      const isAbsolute = pattern.startsWith("/");
+      for (const rel of new Bun.Glob(isAbsolute ? pattern.slice(1) : pattern).scanSync({ cwd: isAbsolute ? "/" : process.cwd(), onlyFiles: true, dot: true })) {
+        add(path.resolve(isAbsolute ? "/" : process.cwd(), rel));
+      }
+    }
+    return seen;
+  };
+  let known = scan();
+  log.info(`Reload: watching ${known.size} files (development only)`);
+  const timer = setInterval(() => {
+    const now = scan();
+    const changed = [...now].filter(([f, m]) => known.get(f) !== m).map(([f]) => f);
+    const removed = [...known.keys()].filter((f) => !now.has(f));
+    known = now;
+    if (changed.length + removed.length === 0) return;
+    log.info(`Worker reloading: ${[...changed, ...removed].map((f) => path.relative(process.cwd(), f) || f).join(", ")} modified`);
+    reload("--reload");
+  }, RELOAD_POLL_MS);
+  timer.unref?.();
+}
+/** gunicorn's poll reloader checks once a second too (gunicorn/reloader.py, Reloader.interval). */
+const RELOAD_POLL_MS = 1000;
 
 if (import.meta.main) {
   await main(process.argv.slice(2));

@@ -1,5 +1,5 @@
 // The command line, as a subprocess: usage errors exit 2 with a message on
-// stderr, the access log line, and graceful shutdown on SIGTERM and SIGINT.
+// stderr, the access log line, graceful shutdown on SIGTERM, quick on SIGINT and SIGQUIT.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -205,7 +205,7 @@ test("--access-logfile - prints a gunicorn-style combined log line on stdout", a
 });
 
 describe("graceful shutdown", () => {
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  for (const signal of ["SIGTERM"] as const) {
     test(`${signal} during a slow request: the request completes, then the process exits 0`, async () => {
       const server = await spawnServer(["-b", "127.0.0.1:0", slowApp]);
       const client = await RawClient.connect(server.port);
@@ -222,4 +222,28 @@ describe("graceful shutdown", () => {
       expect(await server.exited).toBe(0);
     }, 10_000);
   }
+});
+
+// gunicorn's INT and QUIT are a quick shutdown (docs.gunicorn.org, "Signal Handling"); before
+// issue 12 bunicorn's SIGINT was graceful, like TERM.
+describe("quick shutdown", () => {
+  for (const signal of ["SIGINT", "SIGQUIT"] as const) {
+    test(`${signal} during a slow request: the connection closes unanswered and the process exits 0`, async () => {
+      const server = await spawnServer(["-b", "127.0.0.1:0", slowApp]);
+      const client = await RawClient.connect(server.port);
+      client.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+      expect(await server.waitForOutput(/slow request started/)).toBe(true);
+      server.proc.kill(signal);
+      expect(await client.waitForClose(5000)).toBe(true);
+      expect(client.responses().length).toBe(0);
+      expect(await server.exited).toBe(0);
+      expect(server.stderr()).toContain(`Handling signal: ${signal.slice(3).toLowerCase()}; stopping now`);
+    }, 10_000);
+  }
+});
+
+test("--reload with a TypeScript app: exit 2 (it runs in the server's own process)", async () => {
+  const r = await runCli(["--reload", "-b", "127.0.0.1:0", "apps/hello.ts"]);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toContain("--reload: for Python apps only");
 });

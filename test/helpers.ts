@@ -6,7 +6,7 @@
 // afterEach/afterAll) destroys clients, stops in-process servers and kills
 // subprocesses by their own pid.
 import type { Socket, Subprocess } from "bun";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Config, type WsgiApp, startServer } from "../server.ts";
 
@@ -460,7 +460,7 @@ function collect(stream: ReadableStream<Uint8Array>, into: { text: string }, onC
  * Spawn `bun server.ts ...args` (or `cmd`) and wait for `Listening at: http://127.0.0.1:PORT`
  * in its error log. Rejects (with the log) when it exits first or takes too long.
  */
-export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: Record<string, string>; cwd?: string; readyTimeoutMs?: number; detached?: boolean } = {}): Promise<ServerProcess> {
+export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: Record<string, string>; cwd?: string; readyTimeoutMs?: number; detached?: boolean; errorLogFile?: string } = {}): Promise<ServerProcess> {
   const cmd = [...(opts.cmd ?? [process.execPath, SERVER_TS]), ...args];
   const proc = Bun.spawn(cmd, {
     detached: opts.detached ?? false, // true: its own process group, for signals sent to a whole group
@@ -480,15 +480,19 @@ export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: 
   let hasExited = false;
   void proc.exited.then(() => { hasExited = true; notify(); });
 
+  // With --error-logfile FILE the error log is that file (read whenever asked: after a rename, the new one).
+  const logFile = opts.errorLogFile;
+  const readErrorLog = () => (logFile === undefined ? err.text : existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
   const waitForOutput = (pattern: RegExp, stream: "stderr" | "stdout" = "stderr", timeoutMs = 5000): Promise<boolean> =>
     new Promise((resolve) => {
-      const text = () => (stream === "stderr" ? err.text : out.text);
+      const text = () => (stream === "stderr" ? readErrorLog() : out.text);
       const check = () => {
         if (pattern.test(text())) finish(true);
         else if (hasExited) finish(false);
       };
       const timer = setTimeout(() => finish(false), timeoutMs);
-      const finish = (ok: boolean) => { clearTimeout(timer); waiters.delete(check); resolve(ok); };
+      const poll = logFile === undefined ? null : setInterval(check, 20);
+      const finish = (ok: boolean) => { clearTimeout(timer); if (poll !== null) clearInterval(poll); waiters.delete(check); resolve(ok); };
       waiters.add(check);
       check();
     });
@@ -497,12 +501,12 @@ export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: 
   if (!ready) {
     proc.kill("SIGKILL");
     await proc.exited;
-    throw new Error(`server did not start: ${cmd.join(" ")}\nstderr:\n${err.text}\nstdout:\n${out.text}`);
+    throw new Error(`server did not start: ${cmd.join(" ")}\nstderr:\n${readErrorLog()}\nstdout:\n${out.text}`);
   }
-  const port = Number(/Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(err.text)![1]);
+  const port = Number(/Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(readErrorLog())![1]);
   return {
     proc, pid: proc.pid, port,
-    stderr: () => err.text,
+    stderr: readErrorLog,
     stdout: () => out.text,
     waitForOutput,
     exited: proc.exited,
