@@ -24,6 +24,7 @@
  * bytes and returns events), and a connection's state changes only in section 5.
  */
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -250,6 +251,164 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+// ---- Addresses and trusted peers (--forwarded-allow-ips, --proxy-allow-from) ----
+
+/** An IP address as bytes: 4 for IPv4, 16 for IPv6 (an IPv4-mapped IPv6 address is taken as IPv4). */
+type IpBytes = Uint8Array;
+
+/** Decimal digits only, at most 5 (ports, prefix lengths, octets); -1 otherwise. */
+function parseSmallDecimal(s: string): number {
+  return s.length > 5 ? -1 : parseDigits(s);
+}
+
+/** dotted-quad IPv4 (RFC 3986 §3.2.2 dec-octet: no leading zeros, each ≤ 255), else null. */
+export function parseIPv4(s: string): IpBytes | null {
+  const parts = s.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i];
+    if (p.length > 3 || (p.length > 1 && p.charCodeAt(0) === 0x30)) return null;
+    const n = parseSmallDecimal(p);
+    if (n < 0 || n > 255) return null;
+    out[i] = n;
+  }
+  return out;
+}
+
+/** RFC 4291 §2.2 text forms: eight groups of 1-4 hex digits, at most one "::", an IPv4 tail; else null (no zone ids). */
+export function parseIPv6(s: string): IpBytes | null {
+  if (s.length < 2 || s.length > 45) return null;
+  const halves = s.split("::");
+  if (halves.length > 2) return null;
+  const hasGap = halves.length === 2;
+  const head = halves[0] === "" ? [] : halves[0].split(":");
+  const tail = hasGap && halves[1] !== "" ? halves[1].split(":") : [];
+  const all = hasGap ? [...head, ...tail] : head;
+  // A dotted quad may only end the address (after "::" when there is one).
+  const lastIsText = hasGap && tail.length === 0;
+  const words: number[] = [];
+  for (let i = 0; i < all.length; i++) {
+    const g = all[i];
+    if (i === all.length - 1 && !lastIsText && g.indexOf(".") !== -1) {
+      // RFC 4291 §2.2 form 3: the low 32 bits as a dotted quad.
+      const v4 = parseIPv4(g);
+      if (v4 === null) return null;
+      words.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+      continue;
+    }
+    if (g.length === 0 || g.length > 4) return null;
+    let n = 0;
+    for (let j = 0; j < g.length; j++) {
+      const c = g.charCodeAt(j);
+      const h = c < 256 ? HEX_VALUE[c] : -1;
+      if (h < 0) return null;
+      n = n * 16 + h;
+    }
+    words.push(n);
+  }
+  // "::" stands for one or more zero groups (RFC 4291 §2.2 form 2), so with it at most 7 are written.
+  if (hasGap ? words.length > 7 : words.length !== 8) return null;
+  const headWords = hasGap ? head.length : 8;
+  const out = new Uint8Array(16);
+  for (let i = 0; i < words.length; i++) {
+    const at = i < headWords ? i : 8 - (words.length - i);
+    out[at * 2] = words[i] >> 8;
+    out[at * 2 + 1] = words[i] & 0xff;
+  }
+  return out;
+}
+
+/** IPv4 or IPv6 (no brackets); an IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes IPv4. */
+export function parseIp(s: string): IpBytes | null {
+  if (s.indexOf(":") === -1) return parseIPv4(s);
+  const v6 = parseIPv6(s);
+  return v6 !== null && isIPv4Mapped(v6) ? v6.subarray(12) : v6;
+}
+
+/** ::ffff:0:0/96 (RFC 4291 §2.5.5.2). */
+function isIPv4Mapped(b: IpBytes): boolean {
+  if (b.length !== 16) return false;
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
+}
+
+/** The canonical text of an address (RFC 5952 §4 for IPv6: lower case, the longest run of 2+ zero groups as "::", the first on a tie). */
+export function formatIp(b: IpBytes): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (isIPv4Mapped(b)) return formatIp(b.subarray(12));
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i] << 8) | b[i + 1]);
+  let bestStart = -1, bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart === -1) return hex.join(":");
+  return hex.slice(0, bestStart).join(":") + "::" + hex.slice(bestStart + bestLen).join(":");
+}
+
+interface Network { bytes: IpBytes; prefixBits: number }
+
+/**
+ * A list of addresses and CIDR networks ("127.0.0.1,::1,10.0.0.0/8"), or "*" for any:
+ * who may set the client's address and scheme (gunicorn's --forwarded-allow-ips) or
+ * send a PROXY header (--proxy-allow-from). An empty list trusts no one.
+ */
+export class AddressList {
+  private constructor(readonly isAny: boolean, private readonly networks: Network[], readonly text: string) {}
+
+  /** Throws an Error naming the entry that is not an address or network. */
+  static parse(text: string): AddressList {
+    const networks: Network[] = [];
+    let isAny = false;
+    for (const entry of splitList(text)) {
+      if (entry === "*") { isAny = true; continue; }
+      const slash = entry.indexOf("/");
+      const written = parseIPv6OrV4(slash === -1 ? entry : entry.slice(0, slash));
+      if (written === null) throw new Error(`'${entry}' is not an IP address or network`);
+      const maxBits = written.length * 8;
+      const bits = slash === -1 ? maxBits : parseSmallDecimal(entry.slice(slash + 1));
+      if (bits < 0 || bits > maxBits) throw new Error(`'${entry}': the prefix length must be 0 to ${maxBits}`);
+      // ::ffff:10.0.0.0/104 is 10.0.0.0/8: peers are compared as IPv4 once mapped (parseIp).
+      if (isIPv4Mapped(written) && bits >= 96) networks.push({ bytes: written.subarray(12), prefixBits: bits - 96 });
+      else networks.push({ bytes: written, prefixBits: bits });
+    }
+    return new AddressList(isAny, networks, text);
+  }
+
+  get isEmpty(): boolean {
+    return !this.isAny && this.networks.length === 0;
+  }
+
+  has(address: string): boolean {
+    if (this.isAny) return true;
+    const bytes = parseIp(address);
+    if (bytes === null) return false;
+    for (const n of this.networks) if (isInNetwork(bytes, n)) return true;
+    return false;
+  }
+}
+
+/** As written, a mapped IPv6 address kept as 16 bytes (its prefix length counts 128 bits). */
+function parseIPv6OrV4(s: string): IpBytes | null {
+  return s.indexOf(":") === -1 ? parseIPv4(s) : parseIPv6(s);
+}
+
+function isInNetwork(b: IpBytes, n: Network): boolean {
+  if (b.length !== n.bytes.length) return false;
+  let bits = n.prefixBits;
+  for (let i = 0; bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((b[i] & mask) !== (n.bytes[i] & mask)) return false;
+  }
+  return true;
+}
+
 // ==== 4. Listen and accept ====
 // The Server: its listeners (Bun.listen handlers only delegate to Conn), the accepted
 // connections and the parked ones, the deadline ticker, and the graceful stop.
@@ -261,6 +420,15 @@ export class Server {
   readonly parserLimits: ParserLimits;
   readonly errorStream: ReturnType<typeof makeErrorStream>;
   readonly ports: number[] = [];
+  /** Connections still reading their PROXY header or in their TLS handshake. */
+  readonly preambles = new Set<Preamble>();
+  /** The TLS options new connections get: replaced by reloadCertificates (SIGHUP). Null: plain HTTP. */
+  tlsOptions: TlsOptions | null = null;
+  readonly proxyMode: ProxyMode;
+  readonly proxyAllowFrom: AddressList;
+  /** Null when --forwarded-allow-ips is empty: no header is looked at. */
+  readonly forwarded: ForwardedPolicy | null;
+  tlsHandlers: object = {};
   isShuttingDown = false;
   now = Date.now();
   private listeners: { stop(closeActive?: boolean): void }[] = [];
@@ -276,6 +444,30 @@ export class Server {
       maxBodyBytes: config.limitRequestBody,
     };
     this.errorStream = makeErrorStream(log);
+    if (config.certfile !== null) {
+      this.tlsOptions = loadTlsOptions(config);
+      checkCiphers(this.tlsOptions);
+    }
+    this.proxyMode = config.proxyProtocol;
+    this.proxyAllowFrom = AddressList.parse(config.proxyAllowIps);
+    const trusted = AddressList.parse(config.forwardedAllowIps);
+    this.forwarded = trusted.isEmpty ? null : new ForwardedPolicy(trusted, secureHeadersFrom(JSON.parse(config.secureSchemeHeaders)));
+  }
+
+  /**
+   * SIGHUP: read the certificate and key again for the connections accepted from now on
+   * (open ones keep theirs). One that does not load leaves the current one in force.
+   */
+  reloadCertificates(): void {
+    if (this.tlsOptions === null) return;
+    try {
+      const options = loadTlsOptions(this.config);
+      checkCiphers(options);
+      this.tlsOptions = options;
+      this.log.info(`TLS: certificate reloaded from ${this.config.certfile}`);
+    } catch (err) {
+      this.log.error(`TLS: keeping the current certificate: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** Exchanges between their head and their end, on every connection. */
@@ -307,6 +499,19 @@ export class Server {
       close(socket: Socket) { socket.data?.onClose(); },
       error(socket: Socket, err: Error) { server.log.debug(`socket error: ${err.message}`); },
     };
+    // The upgraded (TLS) half of each connection: a Preamble until its handshake, then its Conn.
+    this.tlsHandlers = {
+      open() {},
+      handshake(socket: Socket, ok: boolean, err: Error | null) {
+        const d = socket.data as unknown;
+        if (d instanceof Preamble) d.onHandshake(socket, ok, err as { code?: string } | null);
+      },
+      data(socket: Socket, bytes: Buffer) { socket.data?.onData(bytes); },
+      drain(socket: Socket) { socket.data?.onDrain(); },
+      end(socket: Socket) { socket.data?.onPeerEnd(); },
+      close(socket: Socket) { socket.data?.onClose(); },
+      error(socket: Socket, err: Error) { server.log.debug(`TLS socket error: ${err.message}`); },
+    };
     try {
       if (inherited.length > 0) for (const socket of inherited) this.listenOnInherited(socket, handlers);
       else for (const bind of this.config.binds) this.listenOn(parseBind(bind), handlers);
@@ -337,10 +542,10 @@ export class Server {
     this.listeners.push(listener);
     if ("unix" in address) {
       this.ports.push(0);
-      this.log.info(`Listening at: unix:${address.unix}`);
+      this.log.info(`Listening at: unix:${address.unix}${this.tlsOptions === null ? "" : " (TLS)"}`);
     } else {
       this.ports.push(listener.port);
-      this.log.info(`Listening at: http://${formatBindAddress({ ...address, port: listener.port })}`);
+      this.log.info(`Listening at: ${this.tlsOptions === null ? "http" : "https"}://${formatBindAddress({ ...address, port: listener.port })}`);
     }
   }
 
@@ -358,8 +563,6 @@ export class Server {
   }
 
   private acceptConnection(socket: Socket): void {
-    // TLS and the PROXY protocol go here, before the Conn exists: a PROXY line is read first
-    // and fixes remoteAddr, then socket.upgradeTLS() (see bun-notes.md); scheme follows.
     const local = socket as any;
     const info: ConnectionInfo = {
       remoteAddr: socket.remoteAddress ?? "",
@@ -367,7 +570,27 @@ export class Server {
       serverName: local.localAddress ?? "localhost",
       serverPort: local.localPort ?? 0,
       scheme: "http",
+      peerAddr: null,
+      peerPort: null,
+      tlsVersion: null,
+      clientSubject: null,
+      isTrustedProxy: null,
     };
+    if (this.proxyMode === "off" && this.tlsOptions === null) return this.admitConnection(socket, info, null);
+    // A PROXY header first (it fixes remoteAddr), then the TLS handshake: the Preamble; the Conn after.
+    const preamble = new Preamble(socket, this, info);
+    socket.data = preamble as any;
+    if (this.isShuttingDown) return preamble.close();
+    this.preambles.add(preamble);
+    preamble.start();
+  }
+
+  forgetPreamble(preamble: Preamble): void {
+    this.preambles.delete(preamble);
+  }
+
+  /** A connection ready for HTTP (after its PROXY header and TLS handshake, if any); `rest` is what came after the PROXY header. */
+  admitConnection(socket: Socket, info: ConnectionInfo, rest: Uint8Array | null): void {
     const conn = new Conn(socket, this, info);
     socket.data = conn;
     if (this.isShuttingDown) return conn.close();
@@ -375,10 +598,12 @@ export class Server {
       // Over the limit: hold the connection unread, like a listen backlog, until one closes.
       conn.park();
       this.parked.push(conn);
+      if (rest !== null && rest.length > 0) conn.onData(asBuffer(rest)); // held in its parser until unparked
       return;
     }
     this.conns.add(conn);
     conn.setDeadline("header", this.config.headerTimeoutS);
+    if (rest !== null && rest.length > 0) conn.onData(asBuffer(rest));
   }
 
   forgetParkedConnection(conn: Conn): void {
@@ -402,6 +627,7 @@ export class Server {
     for (const conn of this.conns) {
       if (conn.deadline !== 0 && this.now >= conn.deadline) conn.onDeadline();
     }
+    for (const preamble of this.preambles) if (this.now >= preamble.deadline) preamble.onDeadline();
   }
 
   /** Stop accepting; let in-flight requests finish within the graceful timeout (or cut them when not graceful). */
@@ -410,6 +636,7 @@ export class Server {
     this.isShuttingDown = true;
     for (const l of this.listeners) l.stop(false);
     for (const conn of [...this.parked]) conn.close();
+    for (const preamble of [...this.preambles]) preamble.close();
     for (const conn of [...this.conns]) {
       if (conn.exchange === null) conn.closeWhenWritten();
       else conn.closeAfterThisResponse();
@@ -438,6 +665,336 @@ function removeStaleUnixSocket(file: string): void {
   }
   if (!stat.isSocket()) throw new StartupError(`cannot listen on unix:${file}: the path exists and is not a socket`);
   fs.unlinkSync(file);
+}
+
+// ---- The PROXY protocol (HAProxy's proxy-protocol.txt, versions 1 and 2), sans-IO ----
+
+export type ProxyMode = "off" | "v1" | "v2" | "auto";
+export const PROXY_MODES: readonly ProxyMode[] = ["off", "v1", "v2", "auto"];
+export type ProxyHeader =
+  | { kind: "need-more" }
+  | { kind: "error"; reason: string }
+  /** `source` null: keep the connection's own addresses (v1 UNKNOWN, v2 LOCAL, v2 UNSPEC). */
+  | { kind: "done"; consumed: number; source: { addr: string; port: number } | null };
+
+/** proxy-protocol.txt §2.1: "a receiver may reject an incomplete line which does not contain the CRLF sequence in the first 107 characters". */
+const PROXY_V1_MAX_BYTES = 107;
+/** proxy-protocol.txt §2.2: the 12-byte signature "\r\n\r\n\0\r\nQUIT\n". */
+const PROXY_V2_SIGNATURE = Uint8Array.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+const PROXY_V1_PREFIX = Uint8Array.from([0x50, 0x52, 0x4f, 0x58, 0x59, 0x20]); // "PROXY "
+/**
+ * A v2 header's address block and TLVs: the spec allows up to 65535, HAProxy sends a few hundred
+ * bytes at most (addresses, ALPN, authority, SSL TLVs); more is not a proxy we know.
+ */
+const PROXY_V2_MAX_PAYLOAD_BYTES = 4096;
+const NEED_MORE_PROXY: ProxyHeader = { kind: "need-more" };
+const proxyError = (reason: string): ProxyHeader => ({ kind: "error", reason });
+
+/** Whether the bytes so far are a prefix of `pattern` ("so-far"), start with all of it ("yes"), or differ ("no"). */
+function matchesPrefix(buf: Uint8Array, pattern: Uint8Array): "yes" | "no" | "so-far" {
+  const n = Math.min(buf.length, pattern.length);
+  for (let i = 0; i < n; i++) if (buf[i] !== pattern[i]) return "no";
+  return buf.length >= pattern.length ? "yes" : "so-far";
+}
+
+/**
+ * Reads the PROXY header at the start of a connection, fed the bytes received so far.
+ * Every mode but "off" requires the header (proxy-protocol.txt §1: a receiver must not
+ * guess); "auto" takes either version, told apart by their first byte.
+ */
+export function parseProxyHeader(buf: Uint8Array, mode: Exclude<ProxyMode, "off">): ProxyHeader {
+  const v1 = mode !== "v2" ? matchesPrefix(buf, PROXY_V1_PREFIX) : "no";
+  const v2 = mode !== "v1" ? matchesPrefix(buf, PROXY_V2_SIGNATURE) : "no";
+  if (v1 === "yes") return parseProxyV1(buf);
+  if (v2 === "yes") return parseProxyV2(buf);
+  if (v1 === "so-far" || v2 === "so-far") return NEED_MORE_PROXY;
+  return proxyError(mode === "auto" ? "no PROXY header" : `no PROXY ${mode} header`);
+}
+
+/**
+ * proxy-protocol.txt §2.1: "PROXY" SP ( "TCP4" | "TCP6" ) SP src SP dst SP sport SP dport CRLF,
+ * one space each, ports in decimal without leading zeros; or "PROXY UNKNOWN", anything, CRLF.
+ */
+function parseProxyV1(buf: Uint8Array): ProxyHeader {
+  let end = -1;
+  const limit = Math.min(buf.length, PROXY_V1_MAX_BYTES);
+  for (let i = PROXY_V1_PREFIX.length; i < limit; i++) {
+    const c = buf[i];
+    if (c === CR) {
+      if (i + 1 >= buf.length) return NEED_MORE_PROXY;
+      if (buf[i + 1] !== LF) return proxyError("PROXY v1 line: CR without LF");
+      end = i;
+      break;
+    }
+    // The line is US-ASCII printable text (§2.1); a bare LF or a control byte is not a PROXY line.
+    if (c < 0x20 || c > 0x7e) return proxyError("PROXY v1 line: a byte that is not printable ASCII");
+  }
+  if (end === -1) return buf.length >= PROXY_V1_MAX_BYTES ? proxyError("PROXY v1 line longer than 107 bytes") : NEED_MORE_PROXY;
+  const parts = Buffer.from(buf.buffer, buf.byteOffset, end).toString("latin1").split(" ");
+  const consumed = end + 2;
+  // §2.1: with UNKNOWN "the receiver must ignore anything presented before the CRLF".
+  if (parts[1] === "UNKNOWN") return { kind: "done", consumed, source: null };
+  if (parts[1] !== "TCP4" && parts[1] !== "TCP6") return proxyError("PROXY v1 line: the protocol is not TCP4, TCP6 or UNKNOWN");
+  if (parts.length !== 6) return proxyError("PROXY v1 line: not five fields after PROXY");
+  const parse = parts[1] === "TCP4" ? parseIPv4 : parseIPv6;
+  const src = parse(parts[2]), dst = parse(parts[3]);
+  const sport = parseProxyPort(parts[4]), dport = parseProxyPort(parts[5]);
+  if (src === null || dst === null) return proxyError(`PROXY v1 line: an address that is not ${parts[1] === "TCP4" ? "IPv4" : "IPv6"}`);
+  if (sport < 0 || dport < 0) return proxyError("PROXY v1 line: a port that is not 0-65535");
+  return { kind: "done", consumed, source: { addr: formatIp(src), port: sport } };
+}
+
+/** §2.1: a port is 0-65535 in decimal, no leading zero. */
+function parseProxyPort(s: string): number {
+  if (s.length > 1 && s.charCodeAt(0) === 0x30) return -1;
+  const n = parseSmallDecimal(s);
+  return n > 65535 ? -1 : n;
+}
+
+/** §2.2: signature(12) ver_cmd(1) fam(1) len(2, network order), then the address block and TLVs. */
+function parseProxyV2(buf: Uint8Array): ProxyHeader {
+  if (buf.length < 16) return NEED_MORE_PROXY;
+  const verCmd = buf[12], family = buf[13];
+  const length = (buf[14] << 8) | buf[15];
+  // "The receiver must drop connections presenting unexpected values here."
+  if (verCmd >> 4 !== 2) return proxyError("PROXY v2 header: the version is not 2");
+  const command = verCmd & 0x0f;
+  if (command > 1) return proxyError("PROXY v2 header: the command is neither LOCAL nor PROXY");
+  if (length > PROXY_V2_MAX_PAYLOAD_BYTES) return proxyError(`PROXY v2 header: ${length} bytes of addresses and TLVs (at most ${PROXY_V2_MAX_PAYLOAD_BYTES})`);
+  if (buf.length < 16 + length) return NEED_MORE_PROXY;
+  const consumed = 16 + length;
+  // LOCAL: the proxy's own connection (a health check): "the receiver must use the real connection endpoints".
+  if (command === 0) return { kind: "done", consumed, source: null };
+  const p = buf.subarray(16, consumed);
+  switch (family) {
+    case 0x11: // TCP over IPv4: src(4) dst(4) sport(2) dport(2)
+      if (length < 12) return proxyError("PROXY v2 header: TCP4 address block shorter than 12 bytes");
+      return { kind: "done", consumed, source: { addr: formatIp(p.subarray(0, 4)), port: (p[8] << 8) | p[9] } };
+    case 0x21: // TCP over IPv6: src(16) dst(16) sport(2) dport(2)
+      if (length < 36) return proxyError("PROXY v2 header: TCP6 address block shorter than 36 bytes");
+      return { kind: "done", consumed, source: { addr: formatIp(p.subarray(0, 16)), port: (p[32] << 8) | p[33] } };
+    case 0x00: // UNSPEC: "the receiver should ignore address information"
+      return { kind: "done", consumed, source: null };
+    default: // UDP and unix sockets never carry HTTP to us
+      return proxyError(`PROXY v2 header: address family and transport 0x${family.toString(16).padStart(2, "0")} is not TCP`);
+  }
+}
+
+// ---- TLS (--certfile, --keyfile, --ca-certs, --cert-reqs, --ciphers) ----
+// Every listener is plain; each accepted connection is upgraded with socket.upgradeTLS()
+// (after its PROXY header, when there is one) with the TLS options in force at that moment.
+// So SIGHUP's new certificate reaches every new connection on every kind of listener
+// (TCP, unix, an inherited fd), and open connections keep the context they started with.
+// Measured against Bun.listen({ tls }): the same req/s on keep-alive, and the same new
+// handshakes per second once the PEM text is read into memory (a Bun.file() read per
+// connection cost 2-3x).
+
+/** What Bun.listen's and upgradeTLS's `tls` take; PEM text read at start and on SIGHUP. */
+interface TlsOptions {
+  key: string;
+  cert: string;
+  ca?: string;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+  ciphers?: string;
+  /** RFC 7301 wire format: one length-prefixed name. */
+  ALPNProtocols: string;
+}
+
+/** gunicorn's --cert-reqs: ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED. */
+export const CERT_REQS = { none: 0, optional: 1, required: 2 } as const;
+
+function readPem(flag: string, file: string): string {
+  try {
+    return fs.readFileSync(file, "latin1");
+  } catch (err) {
+    throw new StartupError(`${flag} ${file}: cannot read: ${describeOsError(err)}`);
+  }
+}
+
+/**
+ * Read and check the key, certificate and CA files: each must parse, and the certificate
+ * must be the key's. Throws a StartupError naming the file (never printing its contents).
+ */
+export function loadTlsOptions(config: Config): TlsOptions {
+  const key = readPem("--keyfile", config.keyfile!);
+  const cert = readPem("--certfile", config.certfile!);
+  let x509: crypto.X509Certificate;
+  try {
+    x509 = new crypto.X509Certificate(cert);
+  } catch {
+    throw new StartupError(`--certfile ${config.certfile}: not a PEM certificate`);
+  }
+  let privateKey: crypto.KeyObject;
+  try {
+    privateKey = crypto.createPrivateKey(key);
+  } catch {
+    throw new StartupError(`--keyfile ${config.keyfile}: not a PEM private key (or it is encrypted)`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) throw new StartupError(`--certfile ${config.certfile} and --keyfile ${config.keyfile} do not match: the certificate is not for this key`);
+  const options: TlsOptions = {
+    key, cert,
+    requestCert: config.certReqs !== CERT_REQS.none,
+    rejectUnauthorized: false, // checked in the handshake handler, to tell "none sent" from "not trusted" (cert_reqs 1)
+    ALPNProtocols: "\x08http/1.1",
+  };
+  if (config.caCerts !== null) {
+    options.ca = readPem("--ca-certs", config.caCerts);
+    try {
+      new crypto.X509Certificate(options.ca);
+    } catch {
+      throw new StartupError(`--ca-certs ${config.caCerts}: not a PEM certificate`);
+    }
+  }
+  if (config.ciphers !== null) options.ciphers = config.ciphers;
+  return options;
+}
+
+/** The cipher list is checked by OpenSSL when a context is made: one throwaway listener makes one. */
+function checkCiphers(options: TlsOptions): void {
+  if (options.ciphers === undefined) return;
+  try {
+    Bun.listen({ hostname: "127.0.0.1", port: 0, tls: options, socket: { data() {} } } as any).stop(true);
+  } catch (err) {
+    throw new StartupError(`--ciphers ${options.ciphers}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** RFC 4514-style text of a subject ({CN: "alice", O: "Example"} → "CN=alice,O=Example"). */
+function formatDistinguishedName(subject: Record<string, string | string[]> | undefined): string {
+  if (subject === undefined) return "";
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(subject)) for (const one of Array.isArray(v) ? v : [v]) parts.push(`${k}=${one.replace(/([,+"\\<>;=])/g, "\\$1")}`);
+  return parts.join(",");
+}
+
+/** The first byte of a TLS record carrying a handshake message (RFC 8446 §5.1, ContentType handshake = 22). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** What nginx answers a plain-HTTP request on its TLS port (its 497 goes out as 400). */
+const PLAIN_HTTP_ON_TLS_PORT = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 52\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to the HTTPS port.\r\n";
+
+type PreambleState = "PROXY_HEADER" | "FIRST_TLS_BYTES" | "HANDSHAKE" | "DONE";
+
+/**
+ * A connection before its Conn exists: its PROXY header being read, then its TLS handshake.
+ * Both are counted against --header-timeout (a client stalled in either is closed at it),
+ * and nothing reaches the app until both succeed. After upgradeTLS() the plain socket keeps
+ * calling its handlers with the ciphertext (oven-sh/bun#26297): in state HANDSHAKE or DONE
+ * those calls are ignored here, and the TLS socket's handlers carry the connection.
+ */
+export class Preamble {
+  private state: PreambleState;
+  private buffered: Buffer | null = null;
+  private current: Socket;
+  readonly deadline: number;
+
+  constructor(private readonly socket: Socket, private readonly server: Server, private readonly info: ConnectionInfo) {
+    this.current = socket;
+    this.deadline = server.now + server.config.headerTimeoutS * 1000;
+    this.state = server.proxyMode !== "off" ? "PROXY_HEADER" : "FIRST_TLS_BYTES";
+  }
+
+  /** From the accept: a peer that may not send a PROXY header is refused before a byte is read. */
+  start(): void {
+    if (this.state === "PROXY_HEADER" && !this.server.proxyAllowFrom.has(this.info.remoteAddr)) {
+      this.refuse(`${this.info.remoteAddr} is not in --proxy-allow-from`);
+    }
+  }
+
+  onData(bytes: Buffer): void {
+    if (this.state !== "PROXY_HEADER" && this.state !== "FIRST_TLS_BYTES") return;
+    const buf = this.buffered === null ? Buffer.from(bytes) : Buffer.concat([this.buffered, bytes]);
+    this.buffered = buf;
+    if (this.state === "FIRST_TLS_BYTES") return this.startTls(buf);
+    const header = parseProxyHeader(buf, this.server.proxyMode as Exclude<ProxyMode, "off">);
+    if (header.kind === "need-more") return;
+    if (header.kind === "error") return this.refuse(header.reason);
+    if (header.source !== null) {
+      this.info.peerAddr = this.info.remoteAddr;
+      this.info.peerPort = this.info.remotePort;
+      this.info.remoteAddr = header.source.addr;
+      this.info.remotePort = header.source.port;
+    }
+    const rest = buf.subarray(header.consumed);
+    this.buffered = null;
+    if (this.server.tlsOptions === null) return this.admit(this.socket, rest);
+    this.state = "FIRST_TLS_BYTES";
+    if (rest.length > 0) this.startTls(rest);
+  }
+
+  /** The first bytes after any PROXY header: a TLS ClientHello goes to upgradeTLS with them; plain HTTP gets nginx's 400. */
+  private startTls(first: Buffer): void {
+    if (first[0] !== TLS_HANDSHAKE_RECORD) {
+      this.state = "DONE";
+      this.server.log.debug(`plain HTTP from ${this.info.remoteAddr} on a TLS port: 400`);
+      this.socket.write(PLAIN_HTTP_ON_TLS_PORT);
+      this.socket.end();
+      return;
+    }
+    this.state = "HANDSHAKE";
+    this.buffered = null;
+    try {
+      const pair = (this.socket as any).upgradeTLS({ tls: this.server.tlsOptions, socket: this.server.tlsHandlers, data: this, initialData: first });
+      this.current = pair[1];
+    } catch (err) {
+      this.refuse(`TLS upgrade failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Bun's handshake callback: `ok` false is a failed handshake; the client certificate is checked here (cert_reqs). */
+  onHandshake(tlsSocket: Socket, ok: boolean, err: { code?: string; message?: string } | null): void {
+    if (this.state !== "HANDSHAKE") return;
+    this.current = tlsSocket;
+    if (!ok) return this.refuse(`TLS handshake failed: ${err?.code ?? err?.message ?? "unknown"}`);
+    const s = tlsSocket as any;
+    const certReqs = this.server.config.certReqs;
+    if (certReqs !== CERT_REQS.none) {
+      const peer = s.getPeerCertificate?.();
+      const hasCert = peer !== undefined && peer !== null && Object.keys(peer).length > 0;
+      // ssl.CERT_REQUIRED: a verified certificate; ssl.CERT_OPTIONAL: none, or a verified one.
+      if (!s.authorized && (certReqs === CERT_REQS.required || hasCert)) {
+        return this.refuse(`client certificate refused: ${hasCert ? (err?.code ?? "not verified") : "none sent"}`);
+      }
+      if (s.authorized && hasCert) this.info.clientSubject = formatDistinguishedName(peer.subject);
+    }
+    this.info.scheme = "https";
+    this.info.tlsVersion = s.getTLSVersion?.() ?? "TLS";
+    this.admit(tlsSocket, null);
+  }
+
+  private admit(socket: Socket, rest: Uint8Array | null): void {
+    this.state = "DONE";
+    this.server.forgetPreamble(this);
+    this.server.admitConnection(socket, this.info, rest);
+  }
+
+  onDeadline(): void {
+    this.refuse(this.state === "PROXY_HEADER" ? "no complete PROXY header within --header-timeout" : "no TLS handshake within --header-timeout");
+  }
+
+  onDrain(): void {}
+
+  onPeerEnd(): void {
+    if (this.state !== "DONE") this.close();
+  }
+
+  onClose(): void {
+    if (this.state !== "DONE") this.state = "DONE";
+    this.server.forgetPreamble(this);
+  }
+
+  close(): void {
+    this.state = "DONE";
+    this.server.forgetPreamble(this);
+    this.current.terminate();
+    if (this.current !== this.socket) this.socket.terminate();
+  }
+
+  /** Nothing is answered (no HTTP was spoken yet): the reason goes to the debug log, the connection is closed. */
+  private refuse(reason: string): void {
+    this.server.log.debug(`connection from ${this.info.peerAddr ?? this.info.remoteAddr} closed: ${reason}`);
+    this.close();
+  }
 }
 
 // ==== 5. Connection state ====
@@ -672,7 +1229,16 @@ export class Conn {
           // RFC 9110 §9.3.6: any 2xx to CONNECT turns the connection into a tunnel; we are no
           // proxy, so the front refuses it before an app (TypeScript or Python) can answer.
           if (event.head.method === "CONNECT") return this.reject(501, "CONNECT is not supported: this server is not a proxy");
-          this.startExchange(event.head);
+          let forwarded: ForwardedClient | null = null;
+          if (this.server.forwarded !== null) {
+            try {
+              forwarded = this.server.forwarded.read(event.head.headers, this.info);
+            } catch (err) {
+              if (err instanceof HttpError) return this.reject(err.status, err.message);
+              throw err;
+            }
+          }
+          this.startExchange(event.head, forwarded);
           continue;
         }
         if (event.kind === "need-more") {
@@ -692,14 +1258,14 @@ export class Conn {
     }
   }
 
-  private startExchange(head: RequestHead): void {
+  private startExchange(head: RequestHead, forwarded: ForwardedClient | null): void {
     this.setDeadline("none", 0);
     this.exchangeBytesFlushed = false;
     this.hasSentContinue = false;
     this.bodyLeftover = null;
     this.isBodyDone = !head.chunked && head.contentLength <= 0;
     if (this.isBodyDone) this.parser.next(); // the "end" of a bodiless request
-    const ex = new Exchange(this, head, this.server);
+    const ex = new Exchange(this, head, this.server, forwarded);
     this.exchange = ex;
     this.transition("IN_EXCHANGE");
     this.server.exchangeStarted();
@@ -1509,6 +2075,15 @@ export interface ConnectionInfo {
   serverName: string;
   serverPort: number;
   scheme: "http" | "https";
+  /** The socket's own peer, when a PROXY header or trusted forwarded headers named another client. */
+  peerAddr: string | null;
+  peerPort: number | null;
+  /** "TLSv1.3" and such on a TLS connection, else null. */
+  tlsVersion: string | null;
+  /** The verified client certificate's subject ("CN=alice,O=Example"), with --cert-reqs 1 or 2. */
+  clientSubject: string | null;
+  /** Whether the peer is in --forwarded-allow-ips: decided at its first forwarded header. */
+  isTrustedProxy: boolean | null;
 }
 
 const ENVIRON_KEY_CACHE = new Map<string, string>();
@@ -1542,7 +2117,7 @@ export function percentDecodeLatin1(s: string): string {
  * The CGI part of the PEP 3333 environ: native strings carrying bytes as latin-1.
  * The wsgi.* keys are added by whoever runs the app (this process or a Python worker).
  */
-export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName: string): Record<string, string> {
+export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName: string, forwarded: ForwardedClient | null = null): Record<string, string> {
   let pathInfo = percentDecodeLatin1(head.path);
   if (scriptName !== "" && (pathInfo === scriptName || pathInfo.startsWith(scriptName + "/"))) {
     pathInfo = pathInfo.slice(scriptName.length);
@@ -1561,6 +2136,12 @@ export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName
     REMOTE_PORT: String(conn.remotePort),
     "wsgi.url_scheme": conn.scheme,
   };
+  if (conn.peerAddr !== null) {
+    environ["bunicorn.peer_addr"] = conn.peerAddr;
+    environ["bunicorn.peer_port"] = String(conn.peerPort);
+  }
+  if (conn.clientSubject !== null) environ.SSL_CLIENT_S_DN = conn.clientSubject;
+  if (forwarded !== null) applyForwarded(environ, forwarded, conn);
   for (const [name, value] of head.headers) {
     // A '_' in a name would map onto the same key as '-': X_Forwarded_For could pose as
     // X-Forwarded-For, so such headers are dropped (as nginx and gunicorn ≥ 22 do).
@@ -1579,6 +2160,204 @@ export function buildEnviron(head: RequestHead, conn: ConnectionInfo, scriptName
     environ[key] = previous === undefined ? value : previous + (name === "cookie" ? "; " : ", ") + value;
   }
   return environ;
+}
+
+/** A trusted proxy's word on the client: REMOTE_ADDR/REMOTE_PORT and wsgi.url_scheme, the peer kept in bunicorn.peer_*. */
+function applyForwarded(environ: Record<string, string>, forwarded: ForwardedClient, conn: ConnectionInfo): void {
+  if (forwarded.scheme !== null) environ["wsgi.url_scheme"] = forwarded.scheme;
+  if (forwarded.addr === null) return;
+  environ["bunicorn.peer_addr"] ??= conn.remoteAddr;
+  environ["bunicorn.peer_port"] ??= String(conn.remotePort);
+  environ.REMOTE_ADDR = forwarded.addr;
+  if (forwarded.port !== null) environ.REMOTE_PORT = String(forwarded.port);
+}
+
+// ---- The client behind trusted proxies (X-Forwarded-For, X-Forwarded-Proto, RFC 7239 Forwarded) ----
+// Only a peer in --forwarded-allow-ips is believed. Unlike gunicorn (which sets only
+// wsgi.url_scheme) we also set REMOTE_ADDR, as Werkzeug's ProxyFix or nginx's realip would:
+// apps behind a proxy need no middleware. The peer's own address stays in bunicorn.peer_addr.
+
+/** gunicorn's default secure_scheme_headers: a header (lower-cased here), and the value that means https. */
+export const SECURE_SCHEME_HEADERS: Readonly<Record<string, string>> = {
+  "x-forwarded-protocol": "ssl",
+  "x-forwarded-proto": "https",
+  "x-forwarded-ssl": "on",
+};
+
+export interface ForwardedClient {
+  /** The client's address, when the headers named one; null leaves the peer's. */
+  addr: string | null;
+  /** Its port, when the header gave one (RFC 7239 §6: for="[..]:port"); null leaves the peer's. */
+  port: number | null;
+  scheme: "http" | "https" | null;
+}
+
+type Hop = { addr: string; port: number | null };
+
+/** RFC 7239 §6 node = nodename [ ":" node-port ]; only IP nodes name a client ("unknown" and obfuscated names do not). */
+function parseForwardedNode(value: string): Hop | null {
+  let host = value, portText: string | null = null;
+  if (value.charCodeAt(0) === 0x5b) { // "[" IPv6address "]"
+    const close = value.indexOf("]");
+    if (close === -1) return null;
+    host = value.slice(1, close);
+    const rest = value.slice(close + 1);
+    if (rest !== "") {
+      if (rest.charCodeAt(0) !== COLON) return null;
+      portText = rest.slice(1);
+    }
+    if (parseIPv6(host) === null) return null;
+  } else {
+    const colon = value.indexOf(":");
+    if (colon !== -1) { host = value.slice(0, colon); portText = value.slice(colon + 1); }
+    if (parseIPv4(host) === null) return null;
+  }
+  const ip = parseIp(host)!;
+  if (portText === null) return { addr: formatIp(ip), port: null };
+  const port = parseProxyPort(portText); // node-port = port / obfport: an obfuscated port names none
+  return port < 0 ? { addr: formatIp(ip), port: null } : { addr: formatIp(ip), port };
+}
+
+/**
+ * RFC 7239 §4: Forwarded = 1#forwarded-element, forwarded-element = [ pair ] *( ";" [ pair ] ),
+ * pair = token "=" value, value = token / quoted-string (RFC 9110 §5.6.4). Empty list elements
+ * are dropped (RFC 9110 §5.6.1). Null when malformed.
+ */
+function parseForwardedElements(value: string): Map<string, string>[] | null {
+  const elements: Map<string, string>[] = [];
+  let current = new Map<string, string>();
+  const n = value.length;
+  let i = 0;
+  const skipOws = () => { while (i < n && isOws(value.charCodeAt(i))) i++; };
+  for (;;) {
+    skipOws();
+    const nameStart = i;
+    while (i < n && IS_TCHAR[value.charCodeAt(i)] === 1 && value.charCodeAt(i) < 256) i++;
+    if (i > nameStart) {
+      const key = value.slice(nameStart, i).toLowerCase();
+      if (value.charCodeAt(i) !== EQUALS) return null;
+      i++;
+      let v: string;
+      if (value.charCodeAt(i) === DQUOTE) {
+        i++;
+        v = "";
+        for (;;) {
+          if (i >= n) return null;
+          const c = value.charCodeAt(i);
+          if (c === DQUOTE) { i++; break; }
+          if (c === BACKSLASH) { if (i + 1 >= n) return null; v += value[i + 1]; i += 2; continue; }
+          if (c > 255 || IS_QDTEXT[c] !== 1) return null;
+          v += value[i++];
+        }
+      } else {
+        const start = i;
+        while (i < n && value.charCodeAt(i) < 256 && IS_TCHAR[value.charCodeAt(i)] === 1) i++;
+        if (i === start) return null;
+        v = value.slice(start, i);
+      }
+      if (current.has(key)) return null; // RFC 7239 §4: a parameter at most once per element
+      current.set(key, v);
+    }
+    skipOws();
+    if (i >= n) {
+      if (current.size > 0) elements.push(current);
+      return elements;
+    }
+    const c = value.charCodeAt(i++);
+    if (c === SEMI) continue;
+    if (c !== 0x2c) return null;
+    if (current.size > 0) elements.push(current);
+    current = new Map();
+  }
+}
+
+/**
+ * The client behind a chain of proxies: each proxy appends the address it got the request
+ * from, so only entries added by our trusted proxies can be believed. Walk from the right
+ * and take the first hop that is not itself trusted; with "*" every hop is trusted and the
+ * left-most is taken. A hop that names no address (malformed, "unknown", obfuscated) ends
+ * the walk: the last believable hop is the client. Returns the index chosen, or -1.
+ */
+function pickClientIndex(hops: (Hop | null)[], trusted: AddressList): number {
+  let chosen = -1;
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = hops[i];
+    if (hop === null) return chosen;
+    chosen = i;
+    if (!trusted.has(hop.addr)) return i;
+  }
+  return chosen;
+}
+
+/**
+ * What a trusted peer's headers say of the client (names lower-cased, as the parser hands
+ * them). RFC 7239 Forwarded, when present, wins over X-Forwarded-For, and its scheme is the
+ * proto= of the element that named the client. Contradictory scheme headers are a 400
+ * (gunicorn's InvalidSchemeHeaders). The caller applies this only for a trusted peer.
+ */
+export function readForwarded(headers: [string, string][], trusted: AddressList, secureHeaders: ReadonlyMap<string, string> = DEFAULT_SECURE_HEADERS): ForwardedClient {
+  let scheme: "http" | "https" | null = null;
+  const setScheme = (s: "http" | "https") => {
+    if (scheme !== null && scheme !== s) throw new HttpError(400, "INVALID_SCHEME_HEADERS", "contradictory scheme headers");
+    scheme = s;
+  };
+  let forwarded: string | null = null;
+  let xff: string | null = null;
+  for (const [name, value] of headers) {
+    // RFC 9110 §5.3: repeated fields are one comma-separated list.
+    if (name === "forwarded") forwarded = forwarded === null ? value : forwarded + "," + value;
+    else if (name === "x-forwarded-for") xff = xff === null ? value : xff + "," + value;
+    const secure = secureHeaders.get(name);
+    if (secure !== undefined) setScheme(trimOws(value).toLowerCase() === secure ? "https" : "http");
+  }
+  let client: Hop | null = null;
+  if (forwarded !== null) {
+    const elements = parseForwardedElements(forwarded);
+    if (elements !== null && elements.length > 0) {
+      const hops = elements.map((e) => { const node = e.get("for"); return node === undefined ? null : parseForwardedNode(node); });
+      const at = pickClientIndex(hops, trusted);
+      if (at !== -1) {
+        client = hops[at];
+        const proto = elements[at].get("proto")?.toLowerCase(); // RFC 7239 §5.4, URI scheme names are case-insensitive (RFC 3986 §3.1)
+        if (proto === "https" || proto === "http") setScheme(proto);
+      }
+    }
+  } else if (xff !== null) {
+    const hops = splitList(xff).map((part): Hop | null => { const ip = parseIp(part); return ip === null ? null : { addr: formatIp(ip), port: null }; });
+    const at = pickClientIndex(hops, trusted);
+    if (at !== -1) client = hops[at];
+  }
+  return { addr: client?.addr ?? null, port: client?.port ?? null, scheme };
+}
+
+/** Lower-cased names (a config file may write "X-FORWARDED-PROTO", as gunicorn's default does); values compared lower-cased. */
+export function secureHeadersFrom(dict: Record<string, string>): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const [k, v] of Object.entries(dict)) map.set(k.toLowerCase(), v.toLowerCase());
+  return map;
+}
+const DEFAULT_SECURE_HEADERS = secureHeadersFrom(SECURE_SCHEME_HEADERS);
+
+/**
+ * --forwarded-allow-ips and secure_scheme_headers, applied per request. With none of the
+ * headers present (the usual case) it costs one Set lookup per header and allocates nothing;
+ * whether the peer is trusted is decided once per connection.
+ */
+export class ForwardedPolicy {
+  private readonly names: Set<string>;
+  constructor(readonly trusted: AddressList, readonly secureHeaders: ReadonlyMap<string, string>) {
+    this.names = new Set(["forwarded", "x-forwarded-for", ...secureHeaders.keys()]);
+  }
+
+  /** Null when nothing changes: no such header, or a peer that is not trusted. Throws HttpError 400. */
+  read(headers: [string, string][], info: ConnectionInfo): ForwardedClient | null {
+    let isPresent = false;
+    for (let i = 0; i < headers.length; i++) if (this.names.has(headers[i][0])) { isPresent = true; break; }
+    if (!isPresent) return null;
+    info.isTrustedProxy ??= this.trusted.has(info.remoteAddr);
+    if (!info.isTrustedProxy) return null;
+    return readForwarded(headers, this.trusted, this.secureHeaders);
+  }
 }
 
 // ==== 8. start_response and the app (app stages, TypeScript apps) ====
@@ -2003,8 +2782,8 @@ export class Exchange implements AppExchange {
   workerPid = 0;
   workerEnviron: Record<string, string> | null = null;
 
-  constructor(readonly conn: Conn, readonly head: RequestHead, readonly server: Server) {
-    this.environ = buildEnviron(head, conn.info, server.config.rootPath);
+  constructor(readonly conn: Conn, readonly head: RequestHead, readonly server: Server, forwarded: ForwardedClient | null = null) {
+    this.environ = buildEnviron(head, conn.info, server.config.rootPath, forwarded);
   }
 
   get hasResponse(): boolean { return this.response !== null; }
@@ -2458,7 +3237,19 @@ export function formatAccessLine(format: AccessFormat, ex: Exchange, now = new D
     const v = part.read(c);
     line += v === null ? "-" : typeof v === "string" ? v.replaceAll('"', '\\"') : String(v);
   }
-  return line;
+  return line + describeTransport(ex);
+}
+
+/**
+ * After gunicorn's atoms (so its format stays byte for byte), what gunicorn's log cannot say:
+ * the socket's peer when a PROXY header or a trusted proxy named another client (%(h)s is
+ * that client, REMOTE_ADDR as the app saw it), and the TLS version.
+ */
+function describeTransport(ex: Exchange): string {
+  const peer = ex.environ["bunicorn.peer_addr"];
+  const tls = ex.conn.info.tlsVersion;
+  if (peer === undefined && tls === null) return "";
+  return (peer !== undefined ? ` peer=${peer}` : "") + (tls !== null ? ` tls=${tls}` : "");
 }
 
 /**
@@ -2645,6 +3436,20 @@ export interface Config {
   statsdPrefix: string;
   dogstatsdTags: string;
   enableBacklogMetric: boolean;
+  // TLS (gunicorn's SSL settings): on when certfile is set.
+  certfile: string | null;
+  keyfile: string | null;
+  caCerts: string | null;
+  /** 0 none, 1 optional, 2 required (ssl.CERT_*). */
+  certReqs: number;
+  ciphers: string | null;
+  // Proxies
+  /** Comma-separated addresses and networks, or "*". */
+  forwardedAllowIps: string;
+  /** A JSON object, header → value meaning https (a config-file dict in gunicorn). */
+  secureSchemeHeaders: string;
+  proxyProtocol: ProxyMode;
+  proxyAllowIps: string;
 }
 
 export function defaultConfig(): Config {
@@ -2701,6 +3506,15 @@ export function defaultConfig(): Config {
     statsdPrefix: "",
     dogstatsdTags: "",
     enableBacklogMetric: false,
+    certfile: null,
+    keyfile: null,
+    caCerts: null,
+    certReqs: 0,
+    ciphers: null,
+    forwardedAllowIps: "127.0.0.1,::1",
+    secureSchemeHeaders: JSON.stringify({ "X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on" }),
+    proxyProtocol: "off",
+    proxyAllowIps: "127.0.0.1,::1",
   };
 }
 
@@ -2775,11 +3589,11 @@ export interface SettingSpec {
   accepts?: string[];
   /** A supported setting's value that bunicorn refuses, and why. */
   refuseValue?: (value: string) => string | null;
+  /** The value of the flag given alone (followed by another flag or by nothing): --proxy-protocol means auto. */
+  bareValue?: string;
 }
 
 const LATER = {
-  tls: "TLS is not supported yet; terminate TLS in a proxy in front of bunicorn",
-  proxy: "proxy settings are not supported yet; REMOTE_ADDR and wsgi.url_scheme come from the connection itself",
   preload: "--preload is not supported yet; each worker imports the app itself",
 };
 const NO_ASGI = "only for -k asgi; bunicorn runs WSGI apps only";
@@ -2890,8 +3704,11 @@ export const SETTINGS: SettingSpec[] = [
   }),
   supported("initgroups", ["--initgroups"], "initgroups", "bool", "with --user: also take the user's supplementary groups from /etc/group [none]"),
   warned("tmp_upload_dir", [], "string", "gunicorn does not use it either (request bodies are streamed)"),
-  later("proxy", "secure_scheme_headers", [], "string"),
-  later("proxy", "forwarded_allow_ips", ["--forwarded-allow-ips"], "string", { accepts: ["127.0.0.1,::1"] }),
+  supported("secure_scheme_headers", [], "secureSchemeHeaders", "string", "config file only: a dict of header → value that means https, from a trusted peer [X-FORWARDED-PROTOCOL: ssl, X-FORWARDED-PROTO: https, X-FORWARDED-SSL: on]", { refuseValue: refuseSecureSchemeHeaders }),
+  supported("forwarded_allow_ips", ["--forwarded-allow-ips"], "forwardedAllowIps", "string", "addresses and CIDR networks (or *) whose X-Forwarded-For/-Proto, Forwarded and secure_scheme_headers are believed [$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1]", {
+    refuseValue: refuseAddressList,
+    differs: "from a trusted peer, X-Forwarded-For (or RFC 7239 Forwarded) also sets REMOTE_ADDR (the right-most untrusted hop; with * the left-most), which gunicorn leaves alone: no ProxyFix middleware needed. The peer's own address is in bunicorn.peer_addr",
+  }),
   // Logging
   supported("accesslog", ["--access-logfile"], "accessLogfile", "string", "access log file, '-' for stdout [off]"),
   warned("disable_redirect_access_to_syslog", ["--disable-redirect-access-to-syslog"], "bool", "bunicorn never sends the access log to syslog"),
@@ -2930,20 +3747,23 @@ export const SETTINGS: SettingSpec[] = [
   hook("on_starting"), hook("on_reload"), hook("when_ready"), hook("pre_fork"), hook("post_fork"), hook("post_worker_init"),
   hook("worker_int"), hook("worker_abort"), hook("pre_exec"), hook("pre_request"), hook("post_request"), hook("child_exit"),
   hook("worker_exit"), hook("nworkers_changed"), hook("on_exit"),
-  later("tls", "ssl_context", [], "string"),
-  later("proxy", "proxy_protocol", ["--proxy-protocol"], "string", { accepts: ["off"] }),
-  later("proxy", "proxy_allow_ips", ["--proxy-allow-from"], "string", { accepts: ["127.0.0.1,::1"] }),
+  refused("ssl_context", [], "string", "bunicorn builds its TLS context itself; use certfile, keyfile, ca_certs, cert_reqs and ciphers"),
+  supported("proxy_protocol", ["--proxy-protocol"], "proxyProtocol", "string", "PROXY protocol header required on every connection: off, v1, v2 or auto (the flag alone: auto) [off]", {
+    bareValue: "auto",
+    refuseValue: (v) => ((PROXY_MODES as readonly string[]).includes(v) ? null : `expected off, v1, v2 or auto, got '${v}'`),
+  }),
+  supported("proxy_allow_ips", ["--proxy-allow-from"], "proxyAllowIps", "string", "addresses and CIDR networks (or *) that may send a PROXY header; others are closed [127.0.0.1,::1]", { refuseValue: refuseAddressList }),
   refused("protocol", ["--protocol"], "string", "bunicorn speaks HTTP only; point the proxy at it over HTTP (nginx proxy_pass)", { accepts: ["http"] }),
   warned("uwsgi_allow_ips", ["--uwsgi-allow-from"], "string", "only for --protocol uwsgi, which bunicorn refuses", { accepts: ["127.0.0.1,::1"] }),
   // SSL
-  later("tls", "keyfile", ["--keyfile"], "string"),
-  later("tls", "certfile", ["--certfile"], "string"),
-  later("tls", "ssl_version", ["--ssl-version"], "string", { accepts: ["2"] }),
-  later("tls", "cert_reqs", ["--cert-reqs"], "string", { accepts: ["0"] }),
-  later("tls", "ca_certs", ["--ca-certs"], "string"),
-  warned("suppress_ragged_eofs", ["--suppress-ragged-eofs"], "bool", "only with TLS, which bunicorn refuses for now"),
-  warned("do_handshake_on_connect", ["--do-handshake-on-connect"], "bool", "only with TLS, which bunicorn refuses for now"),
-  later("tls", "ciphers", ["--ciphers"], "string"),
+  supported("keyfile", ["--keyfile"], "keyfile", "string", "PEM private key for TLS (with --certfile) [off]"),
+  supported("certfile", ["--certfile"], "certfile", "string", "PEM certificate (chain) for TLS on every bind; SIGHUP reads it again [off]"),
+  refused("ssl_version", ["--ssl-version"], "string", "bunicorn always negotiates TLS 1.2 or 1.3 and refuses older versions", { accepts: ["2", "17", "TLS", "TLS_SERVER", "PROTOCOL_TLS", "PROTOCOL_TLS_SERVER"] }),
+  supported("cert_reqs", ["--cert-reqs"], "certReqs", "count", "client certificates: 0 none, 1 optional (verified if sent), 2 required [0]", { min: 0, max: 2 }),
+  supported("ca_certs", ["--ca-certs"], "caCerts", "string", "PEM CA certificates that client certificates are verified against"),
+  warned("suppress_ragged_eofs", ["--suppress-ragged-eofs"], "bool", "a TLS client that closes without close_notify is treated as closed either way"),
+  warned("do_handshake_on_connect", ["--do-handshake-on-connect"], "bool", "the TLS handshake always completes before the request is read"),
+  supported("ciphers", ["--ciphers"], "ciphers", "string", "OpenSSL cipher list for TLS 1.2 [OpenSSL's default]"),
   // HTTP/2
   refused("http_protocols", ["--http-protocols"], "string", NO_H2, { accepts: ["h1"] }),
   refused("http2_cleartext", ["--http2-cleartext"], "string", NO_H2, { accepts: ["off"] }),
@@ -2957,7 +3777,7 @@ export const SETTINGS: SettingSpec[] = [
   refused("permit_unconventional_http_method", ["--permit-unconventional-http-method"], "bool", STRICT_PARSER),
   refused("permit_unconventional_http_version", ["--permit-unconventional-http-version"], "bool", STRICT_PARSER),
   refused("casefold_http_method", ["--casefold-http-method"], "bool", STRICT_PARSER),
-  later("proxy", "forwarder_headers", ["--forwarder-headers"], "string", { accepts: ["SCRIPT_NAME,PATH_INFO"] }),
+  refused("forwarder_headers", ["--forwarder-headers"], "string", "bunicorn does not take SCRIPT_NAME or PATH_INFO from request headers; use --root-path", { accepts: ["SCRIPT_NAME,PATH_INFO"] }),
   refused("header_map", ["--header-map"], "string", "bunicorn always drops header names with '_' (gunicorn's 'drop'), so X_Forwarded_For cannot pose as X-Forwarded-For", { accepts: ["drop"] }),
   warned("asgi_loop", ["--asgi-loop"], "string", NO_ASGI, { accepts: ["auto"] }),
   warned("asgi_lifespan", ["--asgi-lifespan"], "string", NO_ASGI, { accepts: ["auto"] }),
@@ -2993,6 +3813,32 @@ export const SETTINGS: SettingSpec[] = [
   supported(null, ["-v", "--version"], "version", "bool", "print the version and exit"),
   supported(null, ["-h", "--help"], "help", "bool", "show this help and exit"),
 ];
+
+/** --forwarded-allow-ips, --proxy-allow-from: a comma-separated list of addresses, networks or "*". */
+function refuseAddressList(value: string): string | null {
+  try {
+    AddressList.parse(value);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** secure_scheme_headers: a dict of header names to values (strings), as gunicorn reads it. */
+function refuseSecureSchemeHeaders(value: string): string | null {
+  let dict: unknown;
+  try {
+    dict = JSON.parse(value);
+  } catch {
+    return `expected a dict of header names to values, got '${value}'`;
+  }
+  if (!isObject(dict)) return "expected a dict of header names to values";
+  for (const [k, v] of Object.entries(dict)) {
+    if (!isToken(k)) return `'${k}' is not a header name`;
+    if (typeof v !== "string") return `the value for '${k}' must be a string`;
+  }
+  return null;
+}
 
 /** Set in the detached copy that --daemon starts, so it does not detach again; removed before anything reads the environment. */
 const DAEMON_CHILD_ENV = "BUNICORN_DAEMON_CHILD";
@@ -3045,6 +3891,8 @@ function readArgv(argv: string[], source: string, labelPrefix = ""): { assignmen
         push(spec, flag, true);
       } else if (eq !== -1) {
         push(spec, flag, arg.slice(eq + 1));
+      } else if (spec.bareValue !== undefined && (i + 1 >= argv.length || argv[i + 1].startsWith("-"))) {
+        push(spec, flag, spec.bareValue);
       } else {
         if (i + 1 >= argv.length) throw new UsageError(`${labelPrefix}${flag} needs a value`);
         push(spec, flag, argv[++i]);
@@ -3263,6 +4111,7 @@ function readEnvironmentDefaults(env: Record<string, string | undefined>): Assig
   const assignments: Assignment[] = [];
   const spec = (name: string) => SETTINGS.find((s) => s.name === name)!;
   if (env.WEB_CONCURRENCY !== undefined) assignments.push({ spec: spec("workers"), label: "WEB_CONCURRENCY", raw: env.WEB_CONCURRENCY, source: "environment" });
+  if (env.FORWARDED_ALLOW_IPS !== undefined) assignments.push({ spec: spec("forwarded_allow_ips"), label: "FORWARDED_ALLOW_IPS", raw: env.FORWARDED_ALLOW_IPS, source: "environment" });
   if (env.PORT !== undefined) assignments.push({ spec: spec("bind"), label: "PORT", raw: [`0.0.0.0:${env.PORT}`], source: "environment" });
   return assignments;
 }
@@ -3303,6 +4152,13 @@ export function parseArgs(argv: string[], sources: ConfigSources = {}): ParsedCo
   if (result.rootPath !== "" && (!result.rootPath.startsWith("/") || result.rootPath.endsWith("/"))) {
     throw new UsageError(`--root-path: must start with '/' and not end with '/', got '${result.rootPath}'`);
   }
+  if ((result.certfile === null) !== (result.keyfile === null)) {
+    throw new UsageError(result.certfile === null ? "--keyfile needs --certfile" : "--certfile needs --keyfile");
+  }
+  if (result.certfile === null && (result.caCerts !== null || result.certReqs !== 0 || result.ciphers !== null)) {
+    throw new UsageError("--ca-certs, --cert-reqs and --ciphers need --certfile and --keyfile (TLS)");
+  }
+  if (result.certReqs !== 0 && result.caCerts === null) throw new UsageError("--cert-reqs 1 or 2 needs --ca-certs to verify client certificates against");
   if (result.limitRequestLine === 0) result.limitRequestLine = 8190;
   if (result.limitRequestFields === 0) result.limitRequestFields = 32768;
   if (result.limitRequestFieldSize === 0) result.limitRequestFieldSize = Number.MAX_SAFE_INTEGER;
@@ -3779,8 +4635,8 @@ function installSignalHandlers(context: MainContext, stage?: PythonStage): { ser
     if (isStopping || running === null) return;
     notifier?.send(`RELOADING=1\nMONOTONIC_USEC=${monotonicMicros()}`);
     await rereadConfigFile(context, running);
-    // TLS (issue 9): running.server.reloadCertificates() goes here, after the config and before
-    // the workers, while the files are read as the --user the front now runs as.
+    // Certificates after the config and before the workers, read as the --user the front now runs as.
+    running.server.reloadCertificates();
     await stage?.reload();
     log.info(`Reloaded (${why})`);
     if (!isStopping) notifier?.send("READY=1");

@@ -12,7 +12,7 @@ const fakeSocket = {
   write(d: string | Uint8Array) { const n = typeof d === "string" ? d.length : d.length; written += n; return n; },
   end() {}, shutdown() {}, pause() {}, resume() {}, terminate() {}, data: undefined,
 } as any;
-const conn = new Conn(fakeSocket, server, { remoteAddr: "127.0.0.1", remotePort: 5555, serverName: "127.0.0.1", serverPort: 8000, scheme: "http" });
+const conn = new Conn(fakeSocket, server, { remoteAddr: "127.0.0.1", remotePort: 5555, serverName: "127.0.0.1", serverPort: 8000, scheme: "http", peerAddr: null, peerPort: null, tlsVersion: null, clientSubject: null, isTrustedProxy: null });
 server.conns.add(conn);
 const request = Buffer.from("GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n");
 for (let round = 0; round < 3; round++) {

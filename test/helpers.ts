@@ -497,13 +497,13 @@ export async function spawnServer(args: string[], opts: { cmd?: string[]; env?: 
       check();
     });
 
-  const ready = await waitForOutput(/Listening at: http:\/\/127\.0\.0\.1:(\d+)/, "stderr", opts.readyTimeoutMs ?? 10_000);
+  const ready = await waitForOutput(/Listening at: https?:\/\/127\.0\.0\.1:(\d+)/, "stderr", opts.readyTimeoutMs ?? 10_000);
   if (!ready) {
     proc.kill("SIGKILL");
     await proc.exited;
     throw new Error(`server did not start: ${cmd.join(" ")}\nstderr:\n${readErrorLog()}\nstdout:\n${out.text}`);
   }
-  const port = Number(/Listening at: http:\/\/127\.0\.0\.1:(\d+)/.exec(readErrorLog())![1]);
+  const port = Number(/Listening at: https?:\/\/127\.0\.0\.1:(\d+)/.exec(readErrorLog())![1]);
   return {
     proc, pid: proc.pid, port,
     stderr: readErrorLog,
