@@ -28,6 +28,7 @@ import path from "node:path";
 // @ts-expect-error: Bun imports the file as text (and embeds it in the binary); TypeScript has no type for .py
 import WORKER_SOURCE from "./worker.py" with { type: "text" };
 import type { AccessLogNeeds, AppStage, Config, Logger, RequestHead, StatsdClient } from "./server.ts";
+import { closeFd, makeSocketPair, sendFds } from "./systemd.ts";
 
 // ==== 1. The frame protocol ====
 // Every frame: a 9-byte header (u32 payload length, u8 type, u32 request id), then the payload.
@@ -435,6 +436,12 @@ function takeBufferingChoice(headers: [string, string][]): boolean {
 /** "dying": killed for a timeout and given ABORT_GRACE_MS to report where it was stuck. */
 type WorkerState = "booting" | "ready" | "retiring" | "dying" | "dead";
 
+/** A worker's process: spawned by this process (Bun.spawn), or forked by the --preload helper. */
+interface WorkerProcess {
+  readonly pid: number;
+  kill(signal?: NodeJS.Signals): void;
+}
+
 /** How a worker's process ended, for the log. */
 interface ExitStatus { code: number | null; signal: string | null }
 
@@ -508,7 +515,7 @@ class PyWorker {
   rejectBoot!: (reason: string) => void;
 
   constructor(readonly id: number, readonly generation: number, readonly maxRequests: number,
-              readonly proc: import("bun").Subprocess, readonly spawnedAt: number) {
+              readonly proc: WorkerProcess, readonly spawnedAt: number) {
     this.booted = new Promise<void>((resolve, reject) => { this.resolveBoot = resolve; this.rejectBoot = reject; });
     this.booted.catch(() => {});
   }
@@ -932,7 +939,7 @@ class PythonWorkerPool implements PythonStage {
   // -- server hooks (the config file's; README "Server hooks") --
 
   async startHooks(owner: { uid: number; gid: number } | null = null): Promise<void> {
-    if (!this.config.hooks.some((h) => MASTER_HOOKS.includes(h))) return;
+    if (!this.config.preloadApp && !this.config.hooks.some((h) => MASTER_HOOKS.includes(h))) return;
     this.master = await MasterHooks.start(this.python, this.config, this.log, (line, fd) => this.forwardLine("[master helper] ", line, fd), owner);
     await this.runHook("on_starting");
   }
@@ -944,19 +951,22 @@ class PythonWorkerPool implements PythonStage {
 
   /** pre_fork (when the config file has it) then the spawn: synchronous when there is no hook. */
   private startWorker(): PyWorker | Promise<PyWorker> {
-    if (this.master === null || !this.config.hooks.includes("pre_fork")) return this.spawnWorker();
+    const hasPreFork = this.master !== null && this.config.hooks.includes("pre_fork");
+    if (!hasPreFork && !this.config.preloadApp) return this.spawnWorker();
     const id = this.nextWorkerId++;
     this.startsPending++;
-    return this.runHook("pre_fork", { worker: { pid: null, age: id } }).then(() => {
-      this.startsPending--;
-      return this.spawnWorker(id);
+    return this.runHook("pre_fork", { worker: { pid: null, age: id } }).then(async () => {
+      try {
+        return this.config.preloadApp ? await this.forkWorker(id) : this.spawnWorker(id);
+      } finally {
+        this.startsPending--;
+      }
     });
   }
 
-  private spawnWorker(id = this.nextWorkerId++): PyWorker {
-    const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
+  /** What a worker is told in its environment (worker.py reads BUNICORN_*). */
+  private workerEnv(id: number): Record<string, string> {
     const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
       BUNICORN_APP: this.config.app,
       BUNICORN_THREADS: String(this.config.threads),
       BUNICORN_WORKER_ID: String(id),
@@ -974,6 +984,16 @@ class PythonWorkerPool implements PythonStage {
     if (this.logNeeds.environKeys.length > 0) env.BUNICORN_LOG_ENVIRON = JSON.stringify(this.logNeeds.environKeys);
     if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
     if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+    return env;
+  }
+
+  private requestBudget(): number {
+    const jitter = this.config.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.config.maxRequestsJitter + 1)) : 0;
+    return this.config.maxRequests > 0 ? this.config.maxRequests + jitter : 0;
+  }
+
+  private spawnWorker(id = this.nextWorkerId++): PyWorker {
+    const env = { ...(process.env as Record<string, string>), ...this.workerEnv(id) };
     let worker!: PyWorker;
     // The worker program arrives on stdin (it is inside this binary), so no file is written;
     // fd 3 and fd 4 are socketpairs: only this process holds their other ends.
@@ -982,7 +1002,7 @@ class PythonWorkerPool implements PythonStage {
       stdio: [Buffer.from(WORKER_SOURCE), "pipe", "pipe", "socket-fd", "socket-fd"],
       onExit: (_p: unknown, code: number | null, signal: number | string | null) => this.onWorkerExit(worker, { code, signal: signal === null ? null : String(signal) }),
     } as any) as import("bun").Subprocess;
-    worker = new PyWorker(id, this.generation, this.config.maxRequests > 0 ? this.config.maxRequests + jitter : 0, proc, performance.now());
+    worker = new PyWorker(id, this.generation, this.requestBudget(), proc, performance.now());
     this.workers.add(worker);
     const fds = (proc as unknown as { stdio: (number | null)[] }).stdio;
     this.connectChannel(worker, worker.data, worker.reader, fds[DATA_FD]!, true);
@@ -991,6 +1011,31 @@ class PythonWorkerPool implements PythonStage {
     forwardOutput(proc.stdout as ReadableStream<Uint8Array>, (line) => this.forwardLine(tag, line, 1));
     forwardOutput(proc.stderr as ReadableStream<Uint8Array>, (line) => this.forwardLine(tag, line, 2));
     this.log.info(`Booting worker with pid: ${proc.pid}`);
+    return worker;
+  }
+
+  /**
+   * --preload: the master helper forks the worker from the app it imported, onto two
+   * socketpairs made here (sent to it with SCM_RIGHTS): the same channels as a spawned
+   * worker's, and still nobody else's. Its output comes through the helper's.
+   */
+  private async forkWorker(id: number): Promise<PyWorker> {
+    const [data, dataForWorker] = makeSocketPair();
+    const [control, controlForWorker] = makeSocketPair();
+    let pid: number;
+    try {
+      pid = await this.master!.fork([dataForWorker, controlForWorker], this.workerEnv(id));
+    } finally {
+      closeFd(dataForWorker);
+      closeFd(controlForWorker);
+    }
+    const proc: WorkerProcess = { pid, kill: (signal = "SIGTERM") => { try { process.kill(pid, signal); } catch { /* gone */ } } };
+    const worker = new PyWorker(id, this.generation, this.requestBudget(), proc, performance.now());
+    this.workers.add(worker);
+    this.master!.whenExited(pid, (exit) => this.onWorkerExit(worker, exit));
+    this.connectChannel(worker, worker.data, worker.reader, data, true);
+    this.connectChannel(worker, worker.control, worker.controlReader, control, false);
+    this.log.info(`Booting worker with pid: ${pid} (forked from the preloaded app)`);
     return worker;
   }
 
@@ -1319,7 +1364,11 @@ async function forwardOutput(stream: ReadableStream<Uint8Array>, onLine: (line: 
  */
 class MasterHooks {
   private nextId = 1;
-  private readonly waiting = new Map<number, (answer: { ok?: boolean; error?: string }) => void>();
+  private readonly waiting = new Map<number, (answer: { ok?: boolean; error?: string; pid?: number }) => void>();
+  /** --preload: the helper's end for passing fds; forked workers' exits, by pid (one may come before its fork's answer). */
+  private fdChannel = -1;
+  private readonly exitWaiters = new Map<number, (exit: ExitStatus) => void>();
+  private readonly earlyExits = new Map<number, ExitStatus>();
   private partial = "";
   private socket: import("bun").Socket<unknown> | null = null;
 
@@ -1328,13 +1377,20 @@ class MasterHooks {
   static async start(python: string, config: Config, log: Logger, onOutput: (line: string, fd: 1 | 2) => void, owner: { uid: number; gid: number } | null): Promise<MasterHooks> {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
-      BUNICORN_CONFIG: config.configFile!,
       BUNICORN_SETTINGS: JSON.stringify(config.hookSettings),
       BUNICORN_FRONT_PID: String(process.pid),
       PYTHONUNBUFFERED: "1",
     };
+    if (config.hooks.length > 0 && config.configFile !== null) env.BUNICORN_CONFIG = config.configFile;
+    if (config.preloadApp) {
+      // gunicorn's --preload: the app is imported once, here, before any worker exists.
+      env.BUNICORN_PRELOAD = "1";
+      env.BUNICORN_APP = config.app;
+      if (config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(config.chdir);
+      if (config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+    }
     const proc = Bun.spawn(pythonRole(python, "bunicorn-master"), {
-      env, stdio: [pythonProgram(), "pipe", "pipe", "socket-fd"], ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {}),
+      env, stdio: [pythonProgram(), "pipe", "pipe", "socket-fd", "socket-fd"], ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {}),
     } as any) as import("bun").Subprocess;
     void forwardOutput(proc.stdout as ReadableStream<Uint8Array>, (line) => onOutput(line, 1));
     void forwardOutput(proc.stderr as ReadableStream<Uint8Array>, (line) => onOutput(line, 2));
@@ -1350,7 +1406,9 @@ class MasterHooks {
         error() {},
       },
     });
+    hooks.fdChannel = (proc as unknown as { stdio: number[] }).stdio[CONTROL_FD];
     const answer = await loaded;
+    if ((answer as { boot_error?: boolean }).boot_error) throw new WorkerBootError(`--preload: the app '${config.app}' could not be imported:\n${answer.error!.trimEnd()}`);
     if (answer.error !== undefined) throw new Error(`the master helper could not run the config file: ${answer.error}`);
     log.info(`Master hooks run in pid ${proc.pid}`);
     return hooks;
@@ -1373,12 +1431,47 @@ class MasterHooks {
     });
   }
 
+  /** --preload: fork a worker onto these two fds (its data and control channels); resolves with its pid. */
+  fork(fds: number[], env: Record<string, string>): Promise<number> {
+    const id = this.nextId++;
+    return new Promise<number>((resolve, reject) => {
+      this.waiting.set(id, (answer) => (answer.pid !== undefined ? resolve(answer.pid) : reject(new Error(answer.error ?? "no pid"))));
+      try {
+        sendFds(this.fdChannel, fds); // before the command: the helper reads them when it reads it
+      } catch (err) {
+        this.waiting.delete(id);
+        return reject(err);
+      }
+      if (this.socket === null || this.socket.write(JSON.stringify({ id, spawn: env }) + "\n") < 0) this.waiting.get(id)?.({ error: "the master helper is gone" });
+    });
+  }
+
+  whenExited(pid: number, cb: (exit: ExitStatus) => void): void {
+    const early = this.earlyExits.get(pid);
+    if (early !== undefined) {
+      this.earlyExits.delete(pid);
+      return cb(early);
+    }
+    this.exitWaiters.set(pid, cb);
+  }
+
+  private onChildExited(pid: number, exit: ExitStatus): void {
+    const cb = this.exitWaiters.get(pid);
+    this.exitWaiters.delete(pid);
+    if (cb !== undefined) cb(exit);
+    else this.earlyExits.set(pid, exit);
+  }
+
   private onData(bytes: Buffer): void {
     this.partial += bytes.toString("utf8");
     let nl: number;
     while ((nl = this.partial.indexOf("\n")) !== -1) {
       const answer = JSON.parse(this.partial.slice(0, nl));
       this.partial = this.partial.slice(nl + 1);
+      if (answer.exited !== undefined) {
+        this.onChildExited(answer.exited, { code: answer.code, signal: answer.signal === null ? null : signalName(answer.signal) });
+        continue;
+      }
       const resolve = this.waiting.get(answer.id);
       this.waiting.delete(answer.id);
       resolve?.(answer);
@@ -1438,6 +1531,12 @@ class SpawnBackoff {
   msUntilNextSpawn(now: number): number {
     return Math.max(0, Math.max(this.lastSpawnAt, this.lastFailureAt) + this.delayMs() - now);
   }
+}
+
+/** 9 → "SIGKILL": the helper relays a forked worker's signal by number. */
+function signalName(n: number): string {
+  const entry = Object.entries(os.constants.signals).find(([, v]) => v === n);
+  return entry !== undefined ? entry[0] : `signal ${n}`;
 }
 
 function describeExit(exit: ExitStatus | null): string {

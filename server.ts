@@ -3406,6 +3406,8 @@ export interface Config {
   exposeTracebacks: boolean;
   /** -c: the config file read (or python:MODULE); null when none. */
   configFile: string | null;
+  /** --preload: import the app once, in the master helper, and fork the workers from it. */
+  preloadApp: boolean;
   /** The server hooks the config file defines (gunicorn's names). */
   hooks: string[];
   /** What hooks see as server.cfg: the settings in effect by gunicorn's names (set by main when there are hooks). */
@@ -3484,6 +3486,7 @@ export function defaultConfig(): Config {
     python: null,
     exposeTracebacks: false,
     configFile: null,
+    preloadApp: false,
     hooks: [],
     hookSettings: {},
     workerClass: "sync",
@@ -3583,8 +3586,6 @@ export interface SettingSpec {
   help: string;
   /** Where bunicorn's meaning or default differs from gunicorn's on purpose (the README says so). */
   differs?: string;
-  /** Refused only until a later issue implements it: flipping that issue's rows is the whole change. */
-  later?: string;
   /** Values meaning gunicorn's default: accepted without a word even where the setting is warned or refused. */
   accepts?: string[];
   /** A supported setting's value that bunicorn refuses, and why. */
@@ -3593,9 +3594,6 @@ export interface SettingSpec {
   bareValue?: string;
 }
 
-const LATER = {
-  preload: "--preload is not supported yet; each worker imports the app itself",
-};
 const NO_ASGI = "only for -k asgi; bunicorn runs WSGI apps only";
 const NO_H2 = "bunicorn speaks HTTP/1.1 only; put an HTTP/2 proxy in front";
 const NO_DIRTY = "bunicorn has no dirty arbiters; run long tasks in a task queue (Celery, RQ) or a separate service";
@@ -3608,8 +3606,6 @@ const warned = (name: string, flags: string[], kind: FlagKind, help: string, mor
   ({ name, flags, kind, help, status: "warned", ...more });
 const refused = (name: string, flags: string[], kind: FlagKind, help: string, more: Partial<SettingSpec> = {}): SettingSpec =>
   ({ name, flags, kind, help, status: "refused", ...more });
-const later = (issue: keyof typeof LATER, name: string, flags: string[], kind: FlagKind, more: Partial<SettingSpec> = {}): SettingSpec =>
-  refused(name, flags, kind, LATER[issue], { later: issue, ...more });
 /** A server hook: a callable in the config file, run where HOOK_PLACES says (README: "Server hooks"). */
 const hook = (name: string): SettingSpec => supported(name, [], "hooks", "hook", `a callable in the config file: ${HOOK_PLACES[name]}`);
 const HOOK_PLACES: Record<string, string> = {
@@ -3685,7 +3681,9 @@ export const SETTINGS: SettingSpec[] = [
   }),
   supported("print_config", ["--print-config"], "printConfig", "bool", "print the settings in effect, by gunicorn's names, then exit"),
   // Server Mechanics
-  later("preload", "preload_app", ["--preload"], "bool"),
+  supported("preload_app", ["--preload"], "preloadApp", "bool", "import the app once, in the master helper, and fork the workers from it: they share its memory copy-on-write. SIGHUP then forks new workers from the same import (no new code, as in gunicorn); --reload and code changes need a restart", {
+    differs: "the app is imported in a Python helper process, not in the server itself (the server is Bun); workers' output comes through the helper's",
+  }),
   warned("sendfile", ["--no-sendfile"], "bool", "clients get the same bytes either way"),
   warned("reuse_port", ["--reuse-port"], "bool", "one process holds the listening socket, so there is nothing to share it with"),
   supported("chdir", ["--chdir"], "chdir", "string", "directory to change to before loading the app"),
@@ -4557,7 +4555,7 @@ async function startPythonStage(context: MainContext, accessLog: LineSink | null
   if (config.reload) watchForReload(config, log, signals.reload);
 }
 
-/** The master helper runs the config file again; if that now fails, nothing can start (exit 1). */
+/** The master helper runs the config file again (and imports the app with --preload); if that fails, nothing can start. */
 async function startHooksOrExit(pool: PythonStage, log: Logger, owner: Owner | null): Promise<void> {
   try {
     await pool.startHooks(owner); // the helper runs as --user/--group from its start
@@ -4565,7 +4563,7 @@ async function startHooksOrExit(pool: PythonStage, log: Logger, owner: Owner | n
     log.critical(err instanceof Error ? err.message : String(err));
     log.flush();
     await pool.stop(false);
-    process.exit(1);
+    process.exit(err instanceof WorkerBootError ? EXIT_WORKER_BOOT_ERROR : 1); // --preload: the app does not import
   }
 }
 

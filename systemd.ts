@@ -1,6 +1,7 @@
 /**
  * The operating system beyond what Bun offers: systemd socket activation (sd_listen_fds(3)),
- * readiness notification (sd_notify(3)), and the users and groups of --user/--group.
+ * readiness notification (sd_notify(3)), the users and groups of --user/--group, and the
+ * socketpairs a --preload helper forks its workers onto (passed with SCM_RIGHTS).
  *
  * Bun has no AF_UNIX datagram socket, no getsockname on a listener made from an fd and no
  * getpwnam, so these go to libc through bun:ffi (bun-notes.md). libc is opened on first use:
@@ -11,6 +12,7 @@
  *   2. Socket activation: LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
  *   3. sd_notify: READY, RELOADING, STOPPING, WATCHDOG
  *   4. Users and groups
+ *   5. Socketpairs passed to another process (SCM_RIGHTS)
  */
 
 import { CString, FFIType, dlopen, ptr, read } from "bun:ffi";
@@ -36,6 +38,9 @@ function openLibc() {
     getpwuid: { args: [FFIType.u32], returns: FFIType.ptr },
     getgrnam: { args: [FFIType.cstring], returns: FFIType.ptr },
     getgrgid: { args: [FFIType.u32], returns: FFIType.ptr },
+    socketpair: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+    sendmsg: { args: [FFIType.i32, FFIType.ptr, FFIType.i32], returns: FFIType.i64 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
   }).symbols;
 }
 let libcSymbols: ReturnType<typeof openLibc> | null = null;
@@ -195,4 +200,42 @@ export function lookUpGroup(nameOrId: string): number | null {
   const p = isNumber ? libc().getgrgid(Number(nameOrId)) : libc().getgrnam(cstring(nameOrId));
   if (p === null || p === 0) return isNumber ? Number(nameOrId) : null; // a bare gid need not be in /etc/group
   return read.u32(p, 16);
+}
+
+// ==== 5. Socketpairs passed to another process (SCM_RIGHTS) ====
+
+const SOCK_STREAM = 1, SOL_SOCKET = 1, SCM_RIGHTS = 1;
+
+/** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): two connected fds, neither with a name. */
+export function makeSocketPair(): [number, number] {
+  const sv = new Int32Array(2);
+  if (libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ptr(sv)) !== 0) throw new Error("socketpair() failed");
+  return [sv[0], sv[1]];
+}
+
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+/**
+ * sendmsg() of one byte with the fds as SCM_RIGHTS (unix(7)); struct msghdr and cmsghdr as
+ * laid out on 64-bit Linux (x86-64 and aarch64 alike). The fds stay open here: close them after.
+ */
+export function sendFds(socketFd: number, fds: number[]): void {
+  const data = new Uint8Array([0x46]);
+  const iov = new BigUint64Array([BigInt(ptr(data)), 1n]);
+  const cmsgLength = 16 + 4 * fds.length; // CMSG_LEN: cmsg_len (8), cmsg_level (4), cmsg_type (4), the fds
+  const control = new Uint8Array((cmsgLength + 7) & ~7); // CMSG_SPACE
+  const cmsg = new DataView(control.buffer);
+  cmsg.setBigUint64(0, BigInt(cmsgLength), true);
+  cmsg.setInt32(8, SOL_SOCKET, true);
+  cmsg.setInt32(12, SCM_RIGHTS, true);
+  fds.forEach((fd, i) => cmsg.setInt32(16 + 4 * i, fd, true));
+  const msg = new Uint8Array(56);
+  const header = new DataView(msg.buffer);
+  header.setBigUint64(16, BigInt(ptr(iov)), true); // msg_iov
+  header.setBigUint64(24, 1n, true); // msg_iovlen
+  header.setBigUint64(32, BigInt(ptr(control)), true); // msg_control
+  header.setBigUint64(40, BigInt(control.length), true); // msg_controllen
+  if (Number(libc().sendmsg(socketFd, ptr(msg), MSG_NOSIGNAL)) !== 1) throw new Error("sendmsg() of the worker's socketpairs failed");
 }

@@ -1229,30 +1229,114 @@ def install_abort_report(hooks):
 def master_main(env):
     """bunicorn-master: runs the config file's master hooks for the front, one JSON line
     each way per hook ({"id", "hook", "args"} in, {"id", "ok"} or {"id", "error"} out), on
-    the socketpair at fd 3. Module state persists between hooks, as in gunicorn's master."""
+    the socketpair at fd 3. Module state persists between hooks, as in gunicorn's master.
+
+    With --preload it also imports the app once and forks the workers from itself, so they
+    share its memory copy-on-write: {"id", "spawn": {env}} comes with the worker's two
+    socketpairs as SCM_RIGHTS on fd 4, and is answered {"id", "pid"}; each worker's exit
+    is relayed as {"exited": pid, "code"}. It dies with the front (EOF here, or its pid gone)."""
     channel = socket.socket(fileno=DATA_FD)
     stream = channel.makefile("rwb", buffering=0)
-    module = None
+    write_lock = threading.Lock()
+
+    def answer(obj):
+        with write_lock:
+            stream.write(json.dumps(obj).encode() + b"\n")
+
+    module = app = None
     try:
-        module = load_config_module(env["BUNICORN_CONFIG"])
+        if env.get("BUNICORN_CONFIG"):
+            module = load_config_module(env["BUNICORN_CONFIG"])
     except BaseException as err:
-        stream.write(json.dumps({"id": 0, "error": describe_config_error(err)}).encode() + b"\n")
+        answer({"id": 0, "error": describe_config_error(err)})
         return
+    if env.get("BUNICORN_PRELOAD") == "1":
+        try:
+            prepare_sys_path(env)
+            app = load_app(env.get("BUNICORN_APP", ""))
+        except BaseException:
+            answer({"id": 0, "error": traceback.format_exc(), "boot_error": True})
+            return
     settings = ConfigView(json.loads(env.get("BUNICORN_SETTINGS") or "{}"))
     front_pid = int(env.get("BUNICORN_FRONT_PID") or "0")
-    stream.write(json.dumps({"id": 0, "ok": True, "pid": os.getpid()}).encode() + b"\n")
+    children = ChildReaper(answer)
+    answer({"id": 0, "ok": True, "pid": os.getpid()})
     for line in stream:
         command = json.loads(line)
+        if "spawn" in command:
+            pid = fork_worker(socket.socket(fileno=os.dup(CONTROL_FD)), command["spawn"], (module, app), children)
+            answer({"id": command["id"], "pid": pid})
+            continue
         args = command.get("args") or {}
         server = ServerView(settings, args.get("num_workers", 0), front_pid)
-        answer = {"id": command["id"], "ok": True}
+        reply = {"id": command["id"], "ok": True}
         hook = getattr(module, command["hook"], None)
         if callable(hook):
             try:
                 hook(*_master_hook_args(command["hook"], server, args))
             except Exception:
-                answer = {"id": command["id"], "error": traceback.format_exc()}
-        stream.write(json.dumps(answer).encode() + b"\n")
+                reply = {"id": command["id"], "error": traceback.format_exc()}
+        answer(reply)
+
+
+class ChildReaper:
+    """Waits for the forked workers (a thread of the master helper) and tells the front how each ended."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.count = 0
+        self.cond = threading.Condition()
+        threading.Thread(target=self._reap, name="bunicorn-reaper", daemon=True).start()
+
+    def add(self):
+        with self.cond:
+            self.count += 1
+            self.cond.notify()
+
+    def _reap(self):
+        while True:
+            with self.cond:
+                while self.count == 0:
+                    self.cond.wait()
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                continue
+            with self.cond:
+                self.count -= 1
+            code = os.waitstatus_to_exitcode(status)
+            self.answer({"exited": pid, "code": code if code >= 0 else None, "signal": -code if code < 0 else None})
+
+
+def fork_worker(fd_channel, env_overrides, preloaded, children):
+    """A worker forked from the preloaded app, on the two socketpairs the front just sent."""
+    _, fds, _, _ = socket.recv_fds(fd_channel, 1, 2)
+    fd_channel.close()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            # The helper's own channels are fd 3 and 4: the worker's replace them (dup2 closes them here).
+            os.dup2(fds[0], DATA_FD)
+            os.dup2(fds[1], CONTROL_FD)
+            for fd in fds:
+                if fd not in (DATA_FD, CONTROL_FD):
+                    os.close(fd)
+            os.environ.update(env_overrides)
+            worker_main(os.environ, preloaded)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            report_error(traceback.format_exc())
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    children.add()
+    return pid
 
 
 def _master_hook_args(name, server, args):
@@ -1287,16 +1371,21 @@ def main():
         read_config_main(sys.argv[2], set(sys.argv[3].split(",")))
         return
     ignore_front_signals()
-    if role == "bunicorn-master":
-        threading.Thread(target=_watch_parent, args=(os.getppid(), ), name="bunicorn-ppid", daemon=True).start()
-        master_main(env)
-        return
     try:
         sys.stdout.reconfigure(line_buffering=True)  # app prints reach the front's log promptly
     except (AttributeError, ValueError):
         pass
-    threading.Thread(target=_watch_parent, args=(os.getppid(), ), name="bunicorn-ppid", daemon=True).start()
+    if role == "bunicorn-master":
+        threading.Thread(target=_watch_parent, args=(os.getppid(), ), name="bunicorn-ppid", daemon=True).start()
+        master_main(env)
+        return
+    worker_main(env)
 
+
+def worker_main(env, preloaded=None):
+    """A worker on the front's socketpairs at fd 3 and 4. The app is imported here, or with
+    --preload (`preloaded`: the config module and the app) before the master helper forked us."""
+    threading.Thread(target=_watch_parent, args=(os.getppid(), ), name="bunicorn-ppid", daemon=True).start()
     try:
         sock = socket.socket(fileno=DATA_FD)
         control = socket.socket(fileno=CONTROL_FD)
@@ -1306,10 +1395,15 @@ def main():
 
     try:
         threads = max(1, int(env.get("BUNICORN_THREADS") or "1"))
-        prepare_sys_path(env)
-        hooks = load_worker_hooks(env)
-        hooks.call("post_fork", hooks.server, hooks.worker)
-        app = load_app(env.get("BUNICORN_APP", ""))
+        if preloaded is None:
+            prepare_sys_path(env)
+            hooks = load_worker_hooks(env)
+            hooks.call("post_fork", hooks.server, hooks.worker)
+            app = load_app(env.get("BUNICORN_APP", ""))
+        else:
+            module, app = preloaded
+            hooks = WorkerHooks(module, env)
+            hooks.call("post_fork", hooks.server, hooks.worker)
     except BaseException:
         # The traceback goes to the front once, in BOOT_ERROR (stderr only if that fails).
         text = traceback.format_exc()

@@ -36,7 +36,7 @@ describe("the settings table", () => {
   test("the README's table has one row per setting, with the table's status", () => {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
     for (const s of SETTINGS.filter((x) => x.name !== null)) {
-      const row = new RegExp(`^\\| \`${s.name}\` \\|[^|]*\\| ${s.status}${s.later ? " \\(not yet\\)" : ""} \\|`, "m");
+      const row = new RegExp(`^\\| \`${s.name}\` \\|[^|]*\\| ${s.status} \\|`, "m");
       expect({ name: s.name, found: row.test(readme) }).toEqual({ name: s.name, found: true });
     }
   });
@@ -45,6 +45,7 @@ describe("the settings table", () => {
 // [name, argv, env, the settings expected]
 const ACCEPTED: [string, string[], Record<string, string>, Partial<Config>][] = [
   ["-w4 (value attached)", ["-w4"], {}, { workers: 4 }],
+  ["--preload", ["--preload"], {}, { preloadApp: true }],
   ["--proxy-protocol alone, last: auto", ["--proxy-protocol"], {}, { proxyProtocol: "auto", app: "app:app" }],
   ["--proxy-protocol alone, before a flag: auto", ["--proxy-protocol", "-w", "2"], {}, { proxyProtocol: "auto", workers: 2 }],
   ["--proxy-protocol v2", ["--proxy-protocol", "v2"], {}, { proxyProtocol: "v2", app: "app:app" }],
@@ -119,7 +120,6 @@ const REFUSED: [string, string[], Record<string, string>, RegExp][] = [
   ["--proxy-allow-from with a bad entry", ["--proxy-allow-from", "1.2.3"], {}, /'1.2.3' is not an IP/],
   ["--proxy-protocol with a value that is no mode (never the APP)", ["--proxy-protocol", "app:application"], {}, /--proxy-protocol: expected off, v1, v2 or auto, got 'app:application'/],
   ["--proxy-protocol=yes", ["--proxy-protocol=yes"], {}, /expected off, v1, v2 or auto/],
-  ["--preload (a later issue)", ["--preload"], {}, /--preload is not supported yet/],
   ["--reload-engine fsevents", ["--reload-engine", "fsevents"], {}, /^--reload-engine: expected auto, poll or inotify, got 'fsevents'$/],
   ["--log-syslog", ["--log-syslog"], {}, /does not write to syslog/],
   ["--log-config", ["--log-config", "log.ini"], {}, /logging configuration/],
