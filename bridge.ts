@@ -193,6 +193,24 @@ export interface PythonStage extends AppStage {
   reload(): void;
   addWorker(): void;
   removeWorker(): void;
+  /** Workers ready to take a request now (--health-path: 200 while at least one is). */
+  readyWorkers(): number;
+  /** Read-only counts for --metrics-bind. */
+  stats(): PoolStats;
+}
+
+/** Why a worker was replaced: its death, its --timeout, its --max-requests, or a SIGHUP reload. */
+export type RestartReason = "crash" | "timeout" | "max-requests" | "reload";
+
+export interface PoolStats {
+  workers: Record<"booting" | "ready" | "retiring", number>;
+  /** Requests waiting for a worker: in the pool's queue, or sent to a worker that has not started them. */
+  queued: number;
+  restarts: Readonly<Record<RestartReason, number>>;
+  /** Answers the bridge gave instead of the app's. */
+  faults: Readonly<Record<502 | 503 | 504, number>>;
+  /** Bytes of streamed answers held in temporary files now. */
+  spooledFileBytes: number;
 }
 
 /** A worker that could not load the app at start-up: the server exits with gunicorn's status 3. */
@@ -465,6 +483,8 @@ class PyWorker {
   exit: ExitStatus | null = null;
   /** Why the front killed it, if it did (then its death is no failed start). */
   killedFor: string | null = null;
+  /** Why it was retired, when it is replaced (not when TTOU or a stop retires it). */
+  retiredFor: RestartReason | null = null;
   hasBootError = false;
   isDataClosed = false;
   readonly data = new FrameWriter();
@@ -800,7 +820,7 @@ class PythonWorkerPool implements PythonStage {
     worker.served++;
     if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
       this.log.info(`${worker.describe()} served ${worker.served} requests; recycling`);
-      this.retire(worker);
+      this.retire(worker, "max-requests");
       this.manageWorkers();
     }
     this.stopIfRetiredAndIdle(worker);
@@ -965,7 +985,7 @@ class PythonWorkerPool implements PythonStage {
     // A new generation (SIGHUP) takes over one old worker for each new one ready.
     if (worker.generation === this.generation) {
       const old = [...this.workers].find((w) => w.generation < this.generation && w.state === "ready");
-      if (old !== undefined) this.retire(old);
+      if (old !== undefined) this.retire(old, "reload");
     }
     this.dispatch();
   }
@@ -986,8 +1006,9 @@ class PythonWorkerPool implements PythonStage {
     worker.rejectBoot(reason);
   }
 
-  private retire(worker: PyWorker): void {
+  private retire(worker: PyWorker, reason: RestartReason | null = null): void {
     worker.state = "retiring";
+    worker.retiredFor = reason;
     this.stopIfRetiredAndIdle(worker);
   }
 
@@ -1029,6 +1050,7 @@ class PythonWorkerPool implements PythonStage {
     worker.data.socket?.end();
     worker.control.socket?.end();
     this.workers.delete(worker);
+    this.countRestart(worker, previous);
     const requeue: PyRequest[] = [];
     let failed = 0;
     for (const request of [...worker.requests.values()]) {
@@ -1062,6 +1084,28 @@ class PythonWorkerPool implements PythonStage {
     }
     this.manageWorkers();
     this.dispatch();
+  }
+
+  readonly restarts: Record<RestartReason, number> = { crash: 0, timeout: 0, "max-requests": 0, reload: 0 };
+
+  /** A worker gone, by why it is replaced; none while stopping (nothing replaces it then). */
+  private countRestart(worker: PyWorker, previous: WorkerState): void {
+    if (this.isDraining) return;
+    if (worker.killedFor !== null) this.restarts.timeout++; // murder's one cause
+    else if (previous === "retiring") { if (worker.retiredFor !== null) this.restarts[worker.retiredFor]++; }
+    else this.restarts.crash++;
+  }
+
+  readyWorkers(): number {
+    let n = 0;
+    for (const w of this.workers) if (w.state === "ready") n++;
+    return n;
+  }
+
+  stats(): PoolStats {
+    const workers = { booting: 0, ready: 0, retiring: 0 };
+    for (const w of this.workers) if (w.state !== "dead") workers[w.state]++;
+    return { workers, queued: this.queue.length + this.waitingInWorkers, restarts: this.restarts, faults: this.faults, spooledFileBytes: spooledFileBytes.now };
   }
 
   /** Every tick: --timeout, take-backs from behind slow requests, and the end of a backoff once workers are stable. */
