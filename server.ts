@@ -506,6 +506,11 @@ export class Conn {
     return this.pending !== null;
   }
 
+  /** Bytes the socket has not taken yet (what backpressure bounds). */
+  get unsentBytes(): number {
+    return (this.pending?.length ?? 0) + this.outboxBytes;
+  }
+
   get isClosed(): boolean {
     return this.state === "CLOSED";
   }

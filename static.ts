@@ -263,10 +263,9 @@ export function chooseRange(method: string, h: ConditionalHeaders, size: number,
       end = size - 1;
     } else {
       start = Number(m[1]);
-      end = m[2] === "" ? size - 1 : Number(m[2]);
-      if (end < start) return { kind: "whole" }; // invalid int-range: the set is invalid (§14.1.2)
+      if (m[2] !== "" && Number(m[2]) < start) return { kind: "whole" }; // invalid int-range: the set is invalid (§14.1.2)
       if (start >= size) continue; // unsatisfiable (§14.1.2)
-      end = Math.min(end, size - 1);
+      end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
     }
     satisfiable ??= { start, end };
   }
@@ -310,14 +309,15 @@ export function chooseCoding(acceptEncoding: string | undefined, available: read
     q.set(name === "x-gzip" ? "gzip" : name, weight); // x-gzip is gzip (§8.4.1.3)
   }
   const star = q.get("*");
-  const identity = q.get("identity") ?? (star !== undefined && !q.has("identity") ? star : 1);
+  // identity is acceptable by default (§12.5.3) but only competes when the client rates it.
+  const identity = q.get("identity") ?? 0;
   let best: Coding | null = null, bestQ = 0;
   for (const coding of available) {
     const w = q.get(coding) ?? star ?? 0;
     if (w > bestQ) { best = coding; bestQ = w; }
   }
   if (best === null) return null;
-  return bestQ >= identity || identity === 0 ? best : null;
+  return bestQ >= identity ? best : null;
 }
 
 // ==== 4. Finding the file ====
