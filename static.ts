@@ -391,12 +391,52 @@ function statInside(root: StaticRoot, file: string): (fs.BigIntStats & { real: s
 
 /** The precompressed sibling of a found file for this coding, if it is a regular file inside the root. */
 function findSibling(root: StaticRoot, found: FoundFile, coding: Coding): FoundFile | null {
+  // Most files have no sibling: a stat that does not throw answers that cheaply (realpathSync throws on a missing file).
+  if (fs.statSync(found.file + SIBLING_SUFFIX[coding], { throwIfNoEntry: false }) === undefined) return null;
   const st = statInside(root, found.file + SIBLING_SUFFIX[coding]);
   if (st === null || !st.isFile()) return null;
   return { file: st.real, size: Number(st.size), mtimeNs: st.mtimeNs, contentType: found.contentType };
 }
 
 // ==== 5. The static stage ====
+
+/**
+ * Files up to this size are sent from memory once read, while their size and modification
+ * time stay what they were when read (checked by the stat every request makes anyway).
+ * One piece: a file that fits is read with one readFile and written with one writeBody.
+ */
+const CACHED_FILE_MAX_BYTES = FILE_PIECE_BYTES;
+/** All cached files together; the least recently sent go first. */
+const FILE_CACHE_BUDGET_BYTES = 32 * 1024 * 1024;
+
+class SmallFileCache {
+  private readonly entries = new Map<string, { size: number; mtimeNs: bigint; bytes: Buffer }>();
+  private totalBytes = 0;
+
+  get(found: FoundFile): Buffer | null {
+    const e = this.entries.get(found.file);
+    if (e === undefined) return null;
+    if (e.size !== found.size || e.mtimeNs !== found.mtimeNs) {
+      this.entries.delete(found.file);
+      this.totalBytes -= e.size;
+      return null;
+    }
+    this.entries.delete(found.file); // to the end: most recently sent
+    this.entries.set(found.file, e);
+    return e.bytes;
+  }
+
+  put(found: FoundFile, bytes: Buffer): void {
+    if (bytes.length !== found.size || this.entries.has(found.file)) return; // changed while read, or raced
+    for (const [file, e] of this.entries) {
+      if (this.totalBytes + bytes.length <= FILE_CACHE_BUDGET_BYTES) break;
+      this.entries.delete(file);
+      this.totalBytes -= e.size;
+    }
+    this.entries.set(found.file, { size: found.size, mtimeNs: found.mtimeNs, bytes });
+    this.totalBytes += bytes.length;
+  }
+}
 
 export interface StaticOptions {
   staticMaps: string[];
@@ -425,6 +465,7 @@ const KEPT_FROM_APP = new Set(["content-type", "content-disposition", "cache-con
 export class StaticStage implements AppStage {
   readonly statics: StaticRoot[];
   readonly internals: StaticRoot[];
+  private readonly cache = new SmallFileCache();
   constructor(private readonly next: AppStage, private readonly options: StaticOptions) {
     this.statics = openRoots(options.staticMaps, "--static-map");
     this.internals = openRoots(options.sendfileRoots, "--sendfile-root");
@@ -530,7 +571,26 @@ export class StaticStage implements AppStage {
     headers.push(["Content-Length", String(length)]);
     ex.setResponse(status, headers);
     if (method === "HEAD" || length === 0) return ex.endResponse();
+    if (file.size <= CACHED_FILE_MAX_BYTES) return this.sendSmallFile(ex, file, start, length);
     await this.streamFile(ex, file.file, start, length);
+  }
+
+  /** A file of one piece: from the cache, or read whole (asynchronously) and cached. */
+  private async sendSmallFile(ex: Exchange, file: FoundFile, start: number, length: number): Promise<void> {
+    let bytes = this.cache.get(file);
+    if (bytes === null) {
+      try {
+        bytes = await fs.promises.readFile(file.file);
+      } catch (err) {
+        return ex.failApp(err);
+      }
+      this.cache.put(file, bytes);
+      // Changed between stat and read: the head already promised `length` bytes; endResponse cuts a short body.
+      if (bytes.length !== file.size) bytes = bytes.subarray(0, Math.min(bytes.length, file.size));
+    }
+    if (ex.isAborted || ex.isDone) return;
+    ex.writeBody(start === 0 && length === bytes.length ? bytes : bytes.subarray(start, start + length));
+    ex.endResponse();
   }
 
   /** The bytes [start, start+length) of a file, read piece by piece, each after the socket took the last. */

@@ -418,6 +418,20 @@ describe("static files over sockets", () => {
     expect(mid.body).toEqual(big.subarray(BIG_BYTES / 2, BIG_BYTES / 2 + 8));
   });
 
+  test("a file changed on disk is sent as it is now (the small-file cache checks size and mtime), with a new ETag", async () => {
+    const { port } = serveStatic();
+    const file = path.join(root, "changing.txt");
+    fs.writeFileSync(file, "first");
+    const a = await get(port, "/static/changing.txt");
+    expect(a.body.toString()).toBe("first");
+    fs.writeFileSync(file, "second!");
+    const b = await get(port, "/static/changing.txt");
+    expect(b.body.toString()).toBe("second!");
+    expect(header(b, "etag")).not.toBe(header(a, "etag"));
+    fs.rmSync(file);
+    expect((await get(port, "/static/changing.txt")).status).toBe(404);
+  });
+
   test("bad flags: a missing directory is a start-up error", () => {
     expect(() => serve(APP, { staticMaps: [`/static=${root}/nope`] })).toThrow(/--static-map .*no such directory/);
   });
