@@ -274,7 +274,8 @@ export class Server {
   sendfileStage: StaticStage | null = null;
   /** Workers ready now (a TypeScript app is always ready: 1). */
   readyWorkers: () => number = () => 1;
-  readonly metrics = new Metrics();
+  /** Counted only with --metrics-bind: off, the hot path pays one null check per counting site. */
+  readonly metrics: Metrics | null;
   metricsListener: { stop(): void } | null = null;
   now = Date.now();
   private listeners: { stop(closeActive?: boolean): void }[] = [];
@@ -288,6 +289,7 @@ export class Server {
       maxBodyBytes: config.limitRequestBody,
     };
     this.errorStream = makeErrorStream(log);
+    this.metrics = config.metricsBind !== null ? new Metrics() : null;
   }
 
   /** Exchanges between their head and their end, on every connection. */
@@ -304,7 +306,7 @@ export class Server {
   }
 
   logAccess(ex: Exchange): void {
-    this.metrics.countExchange(ex);
+    this.metrics?.countExchange(ex);
     this.accessLog?.write(formatAccessLine(ex));
   }
 
@@ -367,9 +369,9 @@ export class Server {
     };
     const conn = new Conn(socket, this, info);
     socket.data = conn;
-    this.metrics.connectionsAccepted++;
+    if (this.metrics !== null) this.metrics.connectionsAccepted++;
     if (this.isShuttingDown) {
-      this.metrics.connectionsRefused++;
+      if (this.metrics !== null) this.metrics.connectionsRefused++;
       return conn.close();
     }
     if (this.conns.size >= this.config.maxConnections) {
@@ -410,7 +412,7 @@ export class Server {
     if (this.isShuttingDown && graceful) return;
     this.isShuttingDown = true;
     for (const l of this.listeners) l.stop(false);
-    this.metrics.connectionsRefused += this.parked.length;
+    if (this.metrics !== null) this.metrics.connectionsRefused += this.parked.length;
     for (const conn of [...this.parked]) conn.close();
     for (const conn of [...this.conns]) {
       if (conn.exchange === null) conn.closeWhenWritten();
@@ -605,7 +607,8 @@ export class Conn {
   private writeNow(data: Chunk, byteLength: number): void {
     const written = this.socket.write(data);
     if (written < 0) return; // closed; the close handler cleans up
-    this.server.metrics.bytesOut += written;
+    const metrics = this.server.metrics;
+    if (metrics !== null) metrics.bytesOut += written;
     if (written < byteLength) {
       const bytes = typeof data === "string" ? Buffer.from(data) : data;
       this.pending = bytes.subarray(written);
@@ -624,7 +627,8 @@ export class Conn {
     if (pending !== null) {
       const written = this.socket.write(pending);
       if (written < 0) return;
-      this.server.metrics.bytesOut += written;
+      const metrics = this.server.metrics;
+      if (metrics !== null) metrics.bytesOut += written;
       if (written > 0) this.lastDrainAt = this.server.now;
       if (written < pending.length) {
         this.pending = pending.subarray(written);
@@ -641,7 +645,8 @@ export class Conn {
   // ---- Reading requests; keep-alive, close, timeouts (RFC 9112 §9) ----
 
   onData(bytes: Buffer): void {
-    this.server.metrics.bytesIn += bytes.length;
+    const metrics = this.server.metrics;
+    if (metrics !== null) metrics.bytesIn += bytes.length;
     if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
     this.parser.feedOwned(bytes);
     if (this.isParked) return;
@@ -693,7 +698,7 @@ export class Conn {
           return;
         }
         if (event.kind === "error") {
-          this.server.metrics.countParseError(event.code);
+          this.server.metrics?.countParseError(event.code);
           return this.reject(event.status, event.message);
         }
         return this.reject(400, "unexpected body bytes"); // unreachable: bodies belong to an exchange
@@ -762,7 +767,7 @@ export class Conn {
         }
         return undefined;
       case "error":
-        this.server.metrics.countParseError(event.code);
+        this.server.metrics?.countParseError(event.code);
         this.server.log.debug(`bad request body from ${this.info.remoteAddr}: ${event.message}`);
         ex.failWith(event.status, "");
         ex.abort();
@@ -2314,7 +2319,8 @@ export class Metrics {
   readonly parseErrors = new Map<string, number>();
 
   countExchange(ex: Exchange): void {
-    const m = METRIC_METHOD_INDEX[ex.head.method] ?? 7;
+    const method = ex.head.method;
+    const m = method === "GET" ? 0 : METRIC_METHOD_INDEX[method] ?? 7;
     const status = ex.statusCode;
     const cls = status >= 100 && status < 600 ? (status / 100) | 0 : 0;
     this.requests[m * 6 + cls]++;
@@ -2335,7 +2341,7 @@ export class Metrics {
  * counters named _total, durations in seconds, sizes in bytes (Prometheus naming conventions).
  */
 export function renderMetrics(server: Server, pool: PythonStage | null): string {
-  const m = server.metrics;
+  const m = server.metrics!; // made whenever --metrics-bind is set
   const out: string[] = [];
   const family = (name: string, type: string, help: string, samples: [labels: string, value: number][]) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
