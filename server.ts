@@ -17,7 +17,9 @@
  *         - Write and backpressure          10. Logging
  *         - Reading requests; keep-alive,   11. Config and CLI
  *           close, timeouts                 12. Main
- * Python workers are in bridge.ts (the front's side, an app stage) and worker.py.
+ * Python workers are in bridge.ts (the front's side, an app stage) and worker.py. Static
+ * files and files an app names with X-Accel-Redirect / X-Sendfile are in static.ts (an app
+ * stage before the app's); --health-path is HealthStage (section 8), metrics section 10.
  *
  * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
  * bytes and returns events), and a connection's state changes only in section 5.
