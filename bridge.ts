@@ -212,6 +212,24 @@ export interface PythonStage extends AppStage {
   stopWorkers(): void;
   /** For `bunicorn ctl workers`: each worker process, in start order. */
   describeWorkers(): WorkerReport[];
+  /** Workers ready to take a request now (--health-path: 200 while at least one is). */
+  readyWorkers(): number;
+  /** Read-only counts for --metrics-bind. */
+  stats(): PoolStats;
+}
+
+/** Why a worker was replaced: its death, its --timeout, its --max-requests, or a SIGHUP reload. */
+export type RestartReason = "crash" | "timeout" | "max-requests" | "reload";
+
+export interface PoolStats {
+  workers: Record<"booting" | "ready" | "retiring", number>;
+  /** Requests waiting for a worker: in the pool's queue, or sent to a worker that has not started them. */
+  queued: number;
+  restarts: Readonly<Record<RestartReason, number>>;
+  /** Answers the bridge gave instead of the app's. */
+  faults: Readonly<Record<502 | 503 | 504, number>>;
+  /** Bytes of streamed answers held in temporary files now. */
+  spooledFileBytes: number;
 }
 
 export interface WorkerReport { id: number; pid: number; generation: number; state: string; busy: number; served: number; age_s: number }
@@ -504,6 +522,8 @@ class PyWorker {
   exit: ExitStatus | null = null;
   /** Why the front killed it, if it did (then its death is no failed start). */
   killedFor: string | null = null;
+  /** Why it was retired, when it is replaced (not when TTOU or a stop retires it). */
+  retiredFor: RestartReason | null = null;
   hasBootError = false;
   isDataClosed = false;
   readonly data = new FrameWriter();
@@ -849,7 +869,7 @@ class PythonWorkerPool implements PythonStage {
     worker.served++;
     if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
       this.log.info(`${worker.describe()} served ${worker.served} requests; recycling`);
-      this.retire(worker);
+      this.retire(worker, "max-requests");
       this.manageWorkers();
     }
     this.stopIfRetiredAndIdle(worker);
@@ -1086,7 +1106,7 @@ class PythonWorkerPool implements PythonStage {
     // A new generation (SIGHUP) takes over one old worker for each new one ready.
     if (worker.generation === this.generation) {
       const old = [...this.workers].find((w) => w.generation < this.generation && w.state === "ready");
-      if (old !== undefined) this.retire(old);
+      if (old !== undefined) this.retire(old, "reload");
     }
     this.dispatch();
   }
@@ -1107,8 +1127,9 @@ class PythonWorkerPool implements PythonStage {
     worker.rejectBoot(reason);
   }
 
-  private retire(worker: PyWorker): void {
+  private retire(worker: PyWorker, reason: RestartReason | null = null): void {
     worker.state = "retiring";
+    worker.retiredFor = reason;
     this.stopIfRetiredAndIdle(worker);
   }
 
@@ -1170,6 +1191,7 @@ class PythonWorkerPool implements PythonStage {
     worker.data.socket?.end();
     worker.control.socket?.end();
     this.workers.delete(worker);
+    this.countRestart(worker, previous);
     const requeue: PyRequest[] = [];
     let failed = 0;
     for (const request of [...worker.requests.values()]) {
@@ -1206,7 +1228,29 @@ class PythonWorkerPool implements PythonStage {
     this.dispatch();
   }
 
-  /** Every tick: --timeout, take-backs from behind slow requests, the end of a backoff once workers are stable, metrics. */
+  readonly restarts: Record<RestartReason, number> = { crash: 0, timeout: 0, "max-requests": 0, reload: 0 };
+
+  /** A worker gone, by why it is replaced; none while stopping (nothing replaces it then). */
+  private countRestart(worker: PyWorker, previous: WorkerState): void {
+    if (this.isDraining) return;
+    if (worker.killedFor !== null) this.restarts.timeout++; // murder's one cause
+    else if (previous === "retiring") { if (worker.retiredFor !== null) this.restarts[worker.retiredFor]++; }
+    else this.restarts.crash++;
+  }
+
+  readyWorkers(): number {
+    let n = 0;
+    for (const w of this.workers) if (w.state === "ready") n++;
+    return n;
+  }
+
+  stats(): PoolStats {
+    const workers = { booting: 0, ready: 0, retiring: 0 };
+    for (const w of this.workers) if (w.state !== "dead") workers[w.state === "dying" ? "retiring" : w.state]++;
+    return { workers, queued: this.queue.length + this.waitingInWorkers, restarts: this.restarts, faults: this.faults, spooledFileBytes: spooledFileBytes.now };
+  }
+
+    /** Every tick: --timeout, take-backs from behind slow requests, the end of a backoff once workers are stable, metrics. */
   private tick(): void {
     const now = performance.now();
     if (this.log.metrics !== null) this.sendMetrics(this.log.metrics, now);

@@ -19,6 +19,8 @@
  *           close, timeouts                 12. Main
  * Python workers are in bridge.ts (the front's side, an app stage) and worker.py; what
  * systemd and --user need from libc (socket activation, sd_notify, getpwnam) is in systemd.ts.
+ * Static files and files an app names with X-Accel-Redirect / X-Sendfile are in static.ts
+ * (an app stage before the app's); --health-path is HealthStage (section 8), metrics section 10.
  *
  * Two rules hold throughout: parsing and serializing do no I/O (the parser is fed
  * bytes and returns events), and a connection's state changes only in section 5.
@@ -30,6 +32,7 @@ import os from "node:os";
 import path from "node:path";
 import { type AppExchange, type PythonStage, WorkerBootError, choosePython, createPythonStage, pythonProgram, pythonRole } from "./bridge.ts";
 import { type InheritedSocket, type Notifier, lookUpGroup, lookUpUser, monotonicMicros, takeListenFds, takeNotifySocket } from "./systemd.ts";
+import { type InternalRedirect, StaticStage, findInternalRedirect, openRoots, parseMapping } from "./static.ts";
 
 // ==== 1. Constants and limits ====
 
@@ -52,6 +55,13 @@ export const DEFAULTS = {
   responseBufferFileBytes: 1024 * 1024 * 1024, // then held in a temporary file (nginx's proxy_max_temp_file_size)
   responseBufferTotalBytes: 4 * 1024 * 1024 * 1024, // in all temporary files together
   gracefulTimeoutS: 30,
+  /**
+   * After SIGTERM, with --health-path: seconds of 503 on the health path, everything else
+   * still served, before the listeners close. A load balancer needs its check interval
+   * times its fall count to see it (HAProxy's default: 2 s × 3 = 6 s; AWS ALB: 5 s × 2 = 10 s
+   * at best); 5 s suits a checker that looks every second or two. Without --health-path: 0.
+   */
+  drainDelayS: 5,
   timeoutS: 30, // a Python request running longer → 504, worker replaced
   maxRequests: 0,
   maxRequestsJitter: 0,
@@ -430,6 +440,15 @@ export class Server {
   readonly forwarded: ForwardedPolicy | null;
   tlsHandlers: object = {};
   isShuttingDown = false;
+  /** SIGTERM with --drain-delay: --health-path answers 503 while everything else is still served. */
+  isDraining = false;
+  /** Set when --sendfile-root is: app answers naming a file go to it (Exchange.setResponse). */
+  sendfileStage: StaticStage | null = null;
+  /** Workers ready now (a TypeScript app is always ready: 1). */
+  readyWorkers: () => number = () => 1;
+  /** Counted only with --metrics-bind: off, the hot path pays one null check per counting site. */
+  readonly metrics: Metrics | null;
+  metricsListener: { stop(): void } | null = null;
   now = Date.now();
   private listeners: { stop(closeActive?: boolean): void }[] = [];
   private ticker: ReturnType<typeof setInterval> | null = null;
@@ -444,6 +463,7 @@ export class Server {
       maxBodyBytes: config.limitRequestBody,
     };
     this.errorStream = makeErrorStream(log);
+    this.metrics = config.metricsBind !== null ? new Metrics() : null;
     if (config.certfile !== null) {
       this.tlsOptions = loadTlsOptions(config);
       checkCiphers(this.tlsOptions);
@@ -484,6 +504,7 @@ export class Server {
   }
 
   logAccess(ex: Exchange): void {
+    this.metrics?.countExchange(ex);
     if (this.accessLog !== null) this.accessLog.write(formatAccessLine(this.accessFormat, ex));
     if (this.log.metrics !== null) this.log.metrics.noteRequest(ex);
   }
@@ -593,7 +614,11 @@ export class Server {
   admitConnection(socket: Socket, info: ConnectionInfo, rest: Uint8Array | null): void {
     const conn = new Conn(socket, this, info);
     socket.data = conn;
-    if (this.isShuttingDown) return conn.close();
+    if (this.metrics !== null) this.metrics.connectionsAccepted++;
+    if (this.isShuttingDown) {
+      if (this.metrics !== null) this.metrics.connectionsRefused++;
+      return conn.close();
+    }
     if (this.conns.size >= this.config.maxConnections) {
       // Over the limit: hold the connection unread, like a listen backlog, until one closes.
       conn.park();
@@ -635,6 +660,7 @@ export class Server {
     if (this.isShuttingDown && graceful) return;
     this.isShuttingDown = true;
     for (const l of this.listeners) l.stop(false);
+    if (this.metrics !== null) this.metrics.connectionsRefused += this.parked.length;
     for (const conn of [...this.parked]) conn.close();
     for (const preamble of [...this.preambles]) preamble.close();
     for (const conn of [...this.conns]) {
@@ -646,6 +672,7 @@ export class Server {
     for (const conn of [...this.conns]) conn.close();
     if (this.ticker !== null) clearInterval(this.ticker);
     await this.app.stop(graceful);
+    this.metricsListener?.stop();
     this.accessLog?.flush();
     this.log.metrics?.close();
     this.log.flush();
@@ -1061,6 +1088,11 @@ export class Conn {
     return this.pending !== null;
   }
 
+  /** Bytes the socket has not taken yet (what backpressure bounds). */
+  get unsentBytes(): number {
+    return (this.pending?.length ?? 0) + this.outboxBytes;
+  }
+
   get isClosed(): boolean {
     return this.state === "CLOSED";
   }
@@ -1155,6 +1187,8 @@ export class Conn {
   private writeNow(data: Chunk, byteLength: number): void {
     const written = this.socket.write(data);
     if (written < 0) return; // closed; the close handler cleans up
+    const metrics = this.server.metrics;
+    if (metrics !== null) metrics.bytesOut += written;
     if (written < byteLength) {
       const bytes = typeof data === "string" ? Buffer.from(data) : data;
       this.pending = bytes.subarray(written);
@@ -1173,6 +1207,8 @@ export class Conn {
     if (pending !== null) {
       const written = this.socket.write(pending);
       if (written < 0) return;
+      const metrics = this.server.metrics;
+      if (metrics !== null) metrics.bytesOut += written;
       if (written > 0) this.lastDrainAt = this.server.now;
       if (written < pending.length) {
         this.pending = pending.subarray(written);
@@ -1189,6 +1225,8 @@ export class Conn {
   // ---- Reading requests; keep-alive, close, timeouts (RFC 9112 §9) ----
 
   onData(bytes: Buffer): void {
+    const metrics = this.server.metrics;
+    if (metrics !== null) metrics.bytesIn += bytes.length;
     if (this.isEnding || this.isClosed) return this.discard(bytes.length); // after the last answer nothing more is read (RFC 9112 §9.6)
     this.parser.feedOwned(bytes);
     if (this.isParked) return;
@@ -1248,7 +1286,10 @@ export class Conn {
           if (this.parser.isInHead && this.deadlineKind !== "header") this.setDeadline("header", this.server.config.headerTimeoutS);
           return;
         }
-        if (event.kind === "error") return this.reject(event.status, event.message);
+        if (event.kind === "error") {
+          this.server.metrics?.countParseError(event.code);
+          return this.reject(event.status, event.message);
+        }
         return this.reject(400, "unexpected body bytes"); // unreachable: bodies belong to an exchange
       }
     } finally {
@@ -1315,6 +1356,7 @@ export class Conn {
         }
         return undefined;
       case "error":
+        this.server.metrics?.countParseError(event.code);
         this.server.log.debug(`bad request body from ${this.info.remoteAddr}: ${event.message}`);
         ex.failWith(event.status, "");
         ex.abort();
@@ -2614,6 +2656,33 @@ class TypeScriptStage implements AppStage {
 
 const EMPTY_BODY = new Uint8Array(0);
 
+/**
+ * --health-path: answered here, in front of every other stage, so a health check never
+ * waits in the queue for a Python worker. 200 while at least one worker is ready; 503 while
+ * none is, and from SIGTERM on (the --drain-delay before the listeners close), so a load
+ * balancer takes this server out of rotation while it still serves what it is sent.
+ */
+class HealthStage implements AppStage {
+  constructor(private readonly next: AppStage, private readonly healthPath: string, private readonly server: () => Server) {}
+
+  handle(ex: Exchange): void {
+    if (ex.head.path !== this.healthPath) return this.next.handle(ex);
+    const server = this.server();
+    const ready = server.readyWorkers();
+    const why = server.isDraining || server.isShuttingDown ? "draining" : ready === 0 ? "no worker ready" : "";
+    const body = Buffer.from(why === "" ? `ok: ${ready} worker(s) ready\n` : `unavailable: ${why}\n`);
+    // no-store: a cached 200 would hide the drain from a checker behind a cache.
+    ex.setResponse(why === "" ? "200 OK" : "503 Service Unavailable",
+      [["Content-Type", "text/plain; charset=utf-8"], ["Content-Length", String(body.length)], ["Cache-Control", "no-store"]]);
+    ex.writeBody(body);
+    ex.endResponse();
+  }
+
+  stop(graceful: boolean): Promise<void> {
+    return this.next.stop(graceful);
+  }
+}
+
 // ==== 9. Serialize the response (Exchange) ====
 
 let cachedDateSecond = -1;
@@ -2777,6 +2846,8 @@ export class Exchange implements AppExchange {
   private isChunked = false;
   private hasNoBody = false;
   private status = 0;
+  /** The app answered with X-Accel-Redirect / X-Sendfile: its body is dropped, the file is sent at its end. */
+  private redirect: InternalRedirect | null = null;
   readonly startedAt = performance.now();
   /** For the access log: the Python worker that served it (`p`) and the environ it reported (`{var}e`), when the format asks. */
   workerPid = 0;
@@ -2796,6 +2867,9 @@ export class Exchange implements AppExchange {
 
   setResponse(status: string, headers: [string, string][]): void {
     this.response = [status, headers];
+    // --sendfile-root: the one hook for TypeScript and Python answers alike (bridge.ts calls this for START and RESPONSE).
+    const sendfile = this.server.sendfileStage;
+    if (sendfile !== null && !this.committed) this.redirect = findInternalRedirect(status, headers);
   }
 
   /** The head goes out with the first body bytes (PEP 3333: not before), framing chosen then. */
@@ -2833,7 +2907,7 @@ export class Exchange implements AppExchange {
 
   /** Append body bytes; never past a declared Content-Length (the excess is dropped and the connection closed). */
   writeBody(chunk: Chunk): void {
-    if (this.isDone || this.isAborted) return;
+    if (this.isDone || this.isAborted || this.redirect !== null) return;
     if (typeof chunk !== "string" && !(chunk instanceof Uint8Array)) {
       throw new TypeError("body chunks must be Uint8Array or string");
     }
@@ -2862,6 +2936,15 @@ export class Exchange implements AppExchange {
 
   endResponse(): void {
     if (this.isDone || this.isAborted) return;
+    if (this.redirect !== null) {
+      // The app's answer is over (its body dropped): now the file it named, under its status and headers.
+      const redirect = this.redirect;
+      this.redirect = null;
+      this.response = null;
+      this.bytesWritten = 0;
+      this.knownLength = -1;
+      return this.server.sendfileStage!.sendRedirected(this, redirect);
+    }
     if (!this.committed) {
       if (this.knownLength < 0) this.knownLength = this.bytesWritten;
       this.commitHead();
@@ -3370,8 +3453,110 @@ async function openStatsd(config: Config): Promise<StatsdClient | null> {
   return client;
 }
 
-// Metrics go here, beside the access log: counted from the same ended exchange that
-// Server.logAccess is given (Conn.endExchange is the one place that calls it).
+// Metrics, beside the access log: counted from the same ended exchange that
+// Server.logAccess is given (Conn.endExchange is the one place that calls it). The hot
+// path costs a few increments into typed arrays indexed by small integers; names and
+// labels are built only when /metrics is read.
+
+/** Methods with a label of their own; any other is "other" (a label per method a client invents would grow without bound). */
+const METRIC_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"] as const;
+const METRIC_METHOD_INDEX: Record<string, number> = { GET: 0, HEAD: 1, POST: 2, PUT: 3, DELETE: 4, PATCH: 5, OPTIONS: 6 };
+/** Status classes; "none": the client went away before any answer. */
+const METRIC_STATUS_CLASSES = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+/** Seconds; Prometheus client libraries' default buckets, with 1 ms and 2.5 ms for a front that answers in under one. */
+const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class Metrics {
+  /** method × status class */
+  readonly requests = new Float64Array(METRIC_METHODS.length * METRIC_STATUS_CLASSES.length);
+  /** Per bucket, not cumulative (made cumulative when read); the last is +Inf. */
+  readonly latency = new Float64Array(LATENCY_BUCKETS_S.length + 1);
+  latencySumS = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  connectionsAccepted = 0;
+  connectionsRefused = 0;
+  /** By the parser's stable code: on the error path only. */
+  readonly parseErrors = new Map<string, number>();
+
+  countExchange(ex: Exchange): void {
+    const method = ex.head.method;
+    const m = method === "GET" ? 0 : METRIC_METHOD_INDEX[method] ?? 7;
+    const status = ex.statusCode;
+    const cls = status >= 100 && status < 600 ? (status / 100) | 0 : 0;
+    this.requests[m * 6 + cls]++;
+    const seconds = (performance.now() - ex.startedAt) / 1000;
+    this.latencySumS += seconds;
+    let b = 0;
+    while (b < LATENCY_BUCKETS_S.length && seconds > LATENCY_BUCKETS_S[b]) b++;
+    this.latency[b]++;
+  }
+
+  countParseError(code: string): void {
+    this.parseErrors.set(code, (this.parseErrors.get(code) ?? 0) + 1);
+  }
+}
+
+/**
+ * The Prometheus text exposition format (version 0.0.4): one HELP and TYPE per family,
+ * counters named _total, durations in seconds, sizes in bytes (Prometheus naming conventions).
+ */
+export function renderMetrics(server: Server, pool: PythonStage | null): string {
+  const m = server.metrics!; // made whenever --metrics-bind is set
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string, samples: [labels: string, value: number][]) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) out.push(`${name}${labels === "" ? "" : `{${labels}}`} ${value}`);
+  };
+  const reqs: [string, number][] = [];
+  METRIC_METHODS.forEach((method, i) => METRIC_STATUS_CLASSES.forEach((cls, j) => {
+    if (m.requests[i * 6 + j] > 0) reqs.push([`method="${method}",status="${cls}"`, m.requests[i * 6 + j]]);
+  }));
+  family("bunicorn_requests_total", "counter", "Requests ended, by method and status class (none: the client left before an answer).", reqs);
+  out.push("# HELP bunicorn_request_duration_seconds From a request's head parsed to its answer's end.", "# TYPE bunicorn_request_duration_seconds histogram");
+  let cumulative = 0;
+  LATENCY_BUCKETS_S.forEach((le, i) => { cumulative += m.latency[i]; out.push(`bunicorn_request_duration_seconds_bucket{le="${le}"} ${cumulative}`); });
+  cumulative += m.latency[LATENCY_BUCKETS_S.length];
+  out.push(`bunicorn_request_duration_seconds_bucket{le="+Inf"} ${cumulative}`, `bunicorn_request_duration_seconds_sum ${m.latencySumS}`, `bunicorn_request_duration_seconds_count ${cumulative}`);
+  const stats = pool?.stats() ?? null;
+  family("bunicorn_requests_in_flight", "gauge", "Requests between their head and their answer's end.", [["", server.inFlight]]);
+  family("bunicorn_requests_queued", "gauge", "Requests waiting for a Python worker to start them.", [["", stats?.queued ?? 0]]);
+  family("bunicorn_connections_open", "gauge", "Client connections open (parked ones included).", [["", server.conns.size + server.parked.length]]);
+  family("bunicorn_connections_parked", "gauge", "Connections held unread over --max-connections.", [["", server.parked.length]]);
+  family("bunicorn_connections_accepted_total", "counter", "Client connections accepted.", [["", m.connectionsAccepted]]);
+  family("bunicorn_connections_refused_total", "counter", "Connections closed unserved (accepted while stopping, or still parked at the stop).", [["", m.connectionsRefused]]);
+  family("bunicorn_workers", "gauge", "Python workers by state.", stats === null ? [] :
+    (["booting", "ready", "retiring"] as const).map((st) => [`state="${st}"`, stats.workers[st]]));
+  family("bunicorn_worker_restarts_total", "counter", "Python workers replaced, by reason.", stats === null ? [] :
+    (["crash", "timeout", "max-requests", "reload"] as const).map((r) => [`reason="${r}"`, stats.restarts[r]]));
+  family("bunicorn_bridge_answers_total", "counter", "Answers the front gave instead of the app's (502 worker died, 503 backlog full, 504 timeout).", stats === null ? [] :
+    ([502, 503, 504] as const).map((st) => [`status="${st}"`, stats.faults[st]]));
+  family("bunicorn_parse_errors_total", "counter", "Requests refused by the parser, by its stable code.",
+    [...m.parseErrors].map(([code, n]) => [`code="${code}"`, n]));
+  family("bunicorn_received_bytes_total", "counter", "Bytes read from clients.", [["", m.bytesIn]]);
+  family("bunicorn_sent_bytes_total", "counter", "Bytes written to clients.", [["", m.bytesOut]]);
+  family("bunicorn_spooled_bytes", "gauge", "Bytes of answers held in temporary files for slow clients now.", [["", stats?.spooledFileBytes ?? 0]]);
+  return out.join("\n") + "\n";
+}
+
+/** --metrics-bind: the exposition on a listener of its own (never on the app's port, where the app owns every path). */
+function serveMetrics(bind: string, server: Server, pool: PythonStage | null): { port: number; stop(): void } {
+  const address = parseBind(bind);
+  if ("unix" in address) throw new StartupError(`--metrics-bind ${bind}: a unix socket is not supported here; use HOST:PORT`);
+  let listener: ReturnType<typeof Bun.serve>;
+  try {
+    listener = Bun.serve({
+      hostname: address.hostname, port: address.port,
+      fetch: (req) => new URL(req.url).pathname === "/metrics"
+        ? new Response(renderMetrics(server, pool), { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } })
+        : new Response("Not Found: metrics are at /metrics\n", { status: 404 }),
+    });
+  } catch (err) {
+    throw new StartupError(`--metrics-bind ${bind}: cannot listen: ${describeOsError(err)}`);
+  }
+  server.log.info(`Metrics at: http://${formatBindAddress({ ...address, port: listener.port! })}/metrics`);
+  return { port: listener.port!, stop: () => listener.stop(true) };
+}
 
 // ==== 11. Config and CLI ====
 
@@ -3396,6 +3581,18 @@ export interface Config {
   responseBufferMemoryBytes: number;
   responseBufferFileBytes: number;
   responseBufferTotalBytes: number;
+  /** --static-map URL_PREFIX=DIR, as given (static.ts parses and opens them). */
+  staticMaps: string[];
+  /** --sendfile-root URL_PREFIX=DIR: files an app may name in X-Accel-Redirect / X-Sendfile. */
+  sendfileRoots: string[];
+  /** Cache-Control max-age of static files; 0: no Cache-Control. */
+  staticMaxAgeS: number;
+  /** Answer a directory's URL ("/static/docs/") with its index.html. */
+  staticIndex: boolean;
+  healthPath: string | null;
+  /** After SIGTERM: seconds --health-path answers 503 while all else is served, before the listeners close. */
+  drainDelayS: number;
+  metricsBind: string | null;
   accessLogfile: string | null;
   errorLogfile: string;
   logLevel: LogLevel;
@@ -3476,6 +3673,13 @@ export function defaultConfig(): Config {
     responseBufferMemoryBytes: DEFAULTS.responseBufferMemoryBytes,
     responseBufferFileBytes: DEFAULTS.responseBufferFileBytes,
     responseBufferTotalBytes: DEFAULTS.responseBufferTotalBytes,
+    staticMaps: [],
+    sendfileRoots: [],
+    staticMaxAgeS: 0,
+    staticIndex: false,
+    healthPath: null,
+    drainDelayS: DEFAULTS.drainDelayS,
+    metricsBind: null,
     accessLogfile: null,
     errorLogfile: "-",
     logLevel: "info",
@@ -3806,6 +4010,13 @@ export const SETTINGS: SettingSpec[] = [
   supported(null, ["--response-buffer-memory"], "responseBufferMemoryBytes", "count", "bytes of a streamed Python answer held in memory for a slow client [262144]", { min: 0 }),
   supported(null, ["--response-buffer-file"], "responseBufferFileBytes", "count", "then bytes held in a temporary file (0600, unlinked at once; 0: none) [1073741824]", { min: 0 }),
   supported(null, ["--response-buffer-total"], "responseBufferTotalBytes", "count", "bytes in all such temporary files together; past the bounds the worker waits for the client [4294967296]", { min: 0 }),
+  supported(null, ["--static-map"], "staticMaps", "list", "URL_PREFIX=DIR: the front serves GET/HEAD under the prefix from DIR itself (repeatable)", { refuseValue: refuseMapping }),
+  supported(null, ["--static-max-age"], "staticMaxAgeS", "count", "Cache-Control: public, max-age=N on static files (0: no Cache-Control) [0]", { min: 0 }),
+  supported(null, ["--static-index"], "staticIndex", "bool", "answer a static directory's URL with its index.html"),
+  supported(null, ["--sendfile-root"], "sendfileRoots", "list", "URL_PREFIX=DIR: files an app may send with X-Accel-Redirect: URL_PREFIX/... or X-Sendfile: PATH; never served directly (repeatable)", { refuseValue: refuseMapping }),
+  supported(null, ["--health-path"], "healthPath", "string", "PATH answered by the front: 200 while a worker is ready, 503 when none is or while draining", { refuseValue: (v) => (v.startsWith("/") && !/[?#%\s]/.test(v) ? null : `expected a path like /healthz, got '${v}'`) }),
+  supported(null, ["--drain-delay"], "drainDelayS", "seconds", "on SIGTERM, seconds --health-path answers 503 while all else is served, before the listeners close (0: none) [5 with --health-path]", { min: 0 }),
+  supported(null, ["--metrics-bind"], "metricsBind", "string", "HOST:PORT of a listener serving Prometheus metrics at /metrics [off]"),
   supported(null, ["--python"], "python", "string", "Python interpreter (also reads the config file) [$VIRTUAL_ENV/bin/python, else python3]"),
   supported(null, ["--expose-tracebacks"], "exposeTracebacks", "bool", "put the traceback in 500 responses (development only)"),
   supported(null, ["-v", "--version"], "version", "bool", "print the version and exit"),
@@ -3836,6 +4047,11 @@ function refuseSecureSchemeHeaders(value: string): string | null {
     if (typeof v !== "string") return `the value for '${k}' must be a string`;
   }
   return null;
+}
+
+function refuseMapping(value: string): string | null {
+  const parsed = parseMapping(value);
+  return typeof parsed === "string" ? parsed : null;
 }
 
 /** Set in the detached copy that --daemon starts, so it does not detach again; removed before anything reads the environment. */
@@ -4307,9 +4523,30 @@ export function startServer(options: Partial<Config> & { app?: string; handler?:
   const config: Config = { ...defaultConfig(), ...options } as Config;
   const log = options.logger ?? openErrorLog(config);
   let server: Server;
-  const stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
+  // The stages, outermost first: health, static files, the app's (section 8).
+  let stage = options.stage ?? new TypeScriptStage(options.handler!, () => server);
+  const pool = options.stage !== undefined && "readyWorkers" in options.stage ? (options.stage as PythonStage) : null;
+  let staticStage: StaticStage | null = null;
+  if (config.staticMaps.length > 0 || config.sendfileRoots.length > 0) {
+    try {
+      stage = staticStage = new StaticStage(stage, config);
+    } catch (err) {
+      throw new StartupError(err instanceof Error ? err.message : String(err));
+    }
+  }
+  if (config.healthPath !== null) stage = new HealthStage(stage, config.healthPath, () => server);
   server = new Server(config, stage, log, options.accessLog === undefined ? openAccessLog(config) : options.accessLog);
+  if (staticStage?.hasInternalRoots) server.sendfileStage = staticStage;
+  if (pool !== null) server.readyWorkers = () => pool.readyWorkers();
   server.listen(options.inherited);
+  if (config.metricsBind !== null) {
+    try {
+      server.metricsListener = serveMetrics(config.metricsBind, server, pool);
+    } catch (err) {
+      void server.stop(false);
+      throw err;
+    }
+  }
   return { server, ports: server.ports, stop: (graceful = true) => server.stop(graceful) };
 }
 
@@ -4484,6 +4721,12 @@ function startDetached(log: Logger): void {
 /** What the flags name must exist and be usable, checked before anything starts: --chdir, both logs, the pid file. */
 function checkMachine(config: Config): { log: Logger; accessLog: LineSink | null } {
   checkChdir(config);
+  try {
+    openRoots(config.staticMaps, "--static-map");
+    openRoots(config.sendfileRoots, "--sendfile-root");
+  } catch (err) {
+    throw new StartupError(err instanceof Error ? err.message : String(err));
+  }
   const opened = { log: openErrorLog(config), accessLog: openAccessLog(config) };
   if (config.pidfile !== null) writePidfile(config.pidfile);
   return opened;
@@ -4621,6 +4864,15 @@ function installSignalHandlers(context: MainContext, stage?: PythonStage): { ser
     }
     isStopping = true;
     notifier?.send("STOPPING=1");
+    const config = running.server.config;
+    // --drain-delay: the health path says 503 while everything else is served, so a load balancer
+    // stops sending here before the listeners close (SIGTERM only: INT and QUIT are for people).
+    const drainS = graceful && signal === "term" && config.healthPath !== null ? config.drainDelayS : 0;
+    if (drainS > 0) {
+      running.server.isDraining = true;
+      log.info(`Handling signal: term; ${config.healthPath} answers 503 for ${drainS}s (--drain-delay) before the listeners close`);
+      await Bun.sleep(drainS * 1000);
+    }
     stage?.beginDrain(); // a worker that dies from now on is not replaced
     log.info(`Handling signal: ${signal}; ${graceful ? `finishing in-flight requests (up to ${running.server.config.gracefulTimeoutS}s)` : "stopping now"}`);
     await running.stop(graceful);

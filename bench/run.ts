@@ -26,7 +26,7 @@ import {
   type IdleMeasurement, type Measurement, type Scenario, type ScenarioName, type StreamMeasurement, type WrkMeasurement,
 } from "./scenarios.ts";
 import {
-  CONNECTION_CAP, IDLE_KEEP_ALIVE_S, PYTHON_LAUNCHERS, SERVER_LABELS, SERVER_NAMES, bunServe, bunicornTs,
+  CONNECTION_CAP, IDLE_KEEP_ALIVE_S, PYTHON_LAUNCHERS, SERVER_LABELS, SERVER_NAMES, bunServe, bunicornStatic, bunicornTs, ensureStaticFiles, granianStatic, nginxStatic,
   type Launch, type ServerName,
 } from "./servers.ts";
 import { ensureVenv, PINS, type VenvInfo } from "./venv.ts";
@@ -225,7 +225,14 @@ interface Entrant {
 
 function launchFor(scenario: Scenario, name: ServerName, port: number): Launch {
   if (scenario.app === "ts") return name === "bunserve" ? bunServe(port) : bunicornTs("apps/hello.ts", port);
-  if (name === "bunserve") throw new BenchError("Bun.serve serves only the ts scenario");
+  if (scenario.app === "static") {
+    ensureStaticFiles();
+    if (name === "bunicorn") return bunicornStatic(port);
+    if (name === "granian") return granianStatic(port);
+    if (name === "nginx") return nginxStatic(port);
+    throw new BenchError(`${name} has no static files of its own here`);
+  }
+  if (name === "bunserve" || name === "nginx") throw new BenchError(`${name} serves only the ts or static scenario`);
   return PYTHON_LAUNCHERS[name](scenario.app, scenario.sizing, port);
 }
 

@@ -4,7 +4,7 @@ import type { AnswerCheck, Probe, WrkLoad } from "./common.ts";
 import type { PythonApp, ServerName, Sizing } from "./servers.ts";
 import { PYTHON_SERVERS } from "./servers.ts";
 
-export const SCENARIO_NAMES = ["hello", "10k", "echo", "flask", "slow-io", "stream", "idle", "ts"] as const;
+export const SCENARIO_NAMES = ["hello", "10k", "echo", "flask", "slow-io", "stream", "idle", "ts", "static"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 /** wrk in alternating rounds; req/s. */
@@ -45,8 +45,8 @@ export interface Scenario {
   name: ScenarioName;
   title: string;
   servers: readonly ServerName[];
-  /** A Python WSGI app, or "ts": bunicorn's apps/hello.ts and Bun.serve. */
-  app: PythonApp | "ts";
+  /** A Python WSGI app, "ts": bunicorn's apps/hello.ts and Bun.serve, or "static": files served by each server itself. */
+  app: PythonApp | "ts" | "static";
   sizing: Sizing;
   /** Answered once a server is up. */
   ready: Probe;
@@ -161,5 +161,13 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     name: "ts", title: "bunicorn with apps/hello.ts against a plain Bun.serve (the ceiling of the runtime)", servers: ["bunicorn", "bunserve"],
     app: "ts", sizing: { workers: 1, threads: 1, holdIdle: false }, ready: get("/", expectText(HELLO)),
     measurements: [{ kind: "wrk", name: "ts", title: `GET / ("Hello, World!"), ${CONNECTIONS} connections`, load: { connections: CONNECTIONS, path: "/" }, probe: get("/", expectText(HELLO)) }],
+  },
+  static: {
+    name: "static", title: "files from disk, served by the server itself (one process each; nginx: one worker)", servers: ["bunicorn", "granian", "nginx"],
+    app: "static", sizing: { workers: 1, threads: 1, holdIdle: false }, ready: get("/static/10k.bin", expectLength(10 * KIB)),
+    measurements: [
+      { kind: "wrk", name: "static 10 KiB", title: `GET /static/10k.bin (10,240 bytes), ${CONNECTIONS} connections`, load: { connections: CONNECTIONS, path: "/static/10k.bin" }, probe: get("/static/10k.bin", expectLength(10 * KIB)) },
+      { kind: "wrk", name: "static 1 MiB", title: `GET /static/1m.bin (1 MiB), ${CONNECTIONS} connections`, load: { connections: CONNECTIONS, path: "/static/1m.bin" }, probe: get("/static/1m.bin", expectLength(MIB)) },
+    ],
   },
 };

@@ -1,17 +1,19 @@
 // How each server of the benchmarks is started: the command line that gives it
 // the same processes × threads as the others, its production-like mode, and its
 // access log off; and the words that say what it runs.
+import fs from "node:fs";
+import os from "node:os";
 import { basename, dirname, join } from "node:path";
 import { HOST, ROOT } from "./common.ts";
 import { VENV_BIN, VENV_PYTHON } from "./venv.ts";
 
 export const PYTHON_SERVERS = ["bunicorn", "gunicorn", "granian", "uwsgi", "waitress"] as const;
-export const SERVER_NAMES = [...PYTHON_SERVERS, "bunserve"] as const;
+export const SERVER_NAMES = [...PYTHON_SERVERS, "bunserve", "nginx"] as const;
 export type ServerName = (typeof SERVER_NAMES)[number];
 export type PythonServerName = (typeof PYTHON_SERVERS)[number];
 
 export const SERVER_LABELS: Record<ServerName, string> = {
-  bunicorn: "bunicorn", gunicorn: "gunicorn", granian: "granian", uwsgi: "uWSGI", waitress: "waitress", bunserve: "Bun.serve",
+  bunicorn: "bunicorn", gunicorn: "gunicorn", granian: "granian", uwsgi: "uWSGI", waitress: "waitress", bunserve: "Bun.serve", nginx: "nginx",
 };
 
 /** A WSGI callable in a file; the file is relative to the repository root. */
@@ -128,6 +130,62 @@ export const PYTHON_LAUNCHERS: Record<PythonServerName, (app: PythonApp, s: Sizi
 export function bunicornTs(app: string, port: number, server = join(ROOT, "server.ts"), extraArgs: string[] = []): Launch {
   const prefix = /\.[cm]?[jt]s$/.test(server) ? [process.execPath, server] : [server];
   return { cmd: [...prefix, app, "-b", `${HOST}:${port}`, ...extraArgs], shape: "1 Bun process (TypeScript app)" };
+}
+
+// ---- the static scenario: files served by the server itself, one process each ----
+
+/** The directory served under /static/ (made by ensureStaticFiles, ignored by git). */
+export const STATIC_DIR = join(ROOT, "bench", ".static");
+export const STATIC_FILES = { "10k.bin": 10 * 1024, "1m.bin": 1024 * 1024 } as const;
+
+/** The files of the static scenario, written once: ASCII (the readiness probe reads the body as text); no server here compresses on the fly. */
+export function ensureStaticFiles(): void {
+  fs.mkdirSync(STATIC_DIR, { recursive: true });
+  for (const [name, bytes] of Object.entries(STATIC_FILES)) {
+    const file = join(STATIC_DIR, name);
+    if (fs.existsSync(file) && fs.statSync(file).size === bytes) continue;
+    fs.writeFileSync(file, "0123456789abcdef".repeat(bytes / 16));
+  }
+}
+
+/** bunicorn's front answering /static/ itself (the TypeScript hello app behind it never sees those paths). */
+export function bunicornStatic(port: number): Launch {
+  return { ...bunicornTs("apps/hello.ts", port, join(ROOT, "server.ts"), ["--static-map", `/static=${STATIC_DIR}`]), shape: "1 Bun process (--static-map)" };
+}
+
+/** granian's static files (Rust, in its worker), in front of the bench router; one worker like the others. */
+export function granianStatic(port: number): Launch {
+  const app: PythonApp = { file: "apps/bench_apps.py", callable: "router" };
+  return {
+    cmd: [join(VENV_BIN, "granian"), "--interface", "wsgi", "--http", "1", "--workers", "1", "--no-access-log", "--host", HOST, "--port", String(port),
+      "--static-path-route", "/static", "--static-path-mount", STATIC_DIR, "--working-dir", join(ROOT, dirname(app.file)), `${moduleName(app)}:${app.callable}`],
+    shape: "1 main + 1 worker (--static-path-mount)",
+  };
+}
+
+/** nginx from the Debian package, one worker process, sendfile on, logs off, its own prefix in a temp directory. */
+export function nginxStatic(port: number): Launch {
+  const nginx = Bun.which("nginx") ?? (fs.existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : null);
+  if (nginx === null) throw new Error("nginx is not installed: apt-get install nginx (.ci/run does when root)");
+  const prefix = fs.mkdtempSync(join(os.tmpdir(), "bench-nginx-"));
+  fs.writeFileSync(join(prefix, "nginx.conf"), `
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path ${prefix}; proxy_temp_path ${prefix}; fastcgi_temp_path ${prefix}; uwsgi_temp_path ${prefix}; scgi_temp_path ${prefix};
+  server {
+    listen ${HOST}:${port};
+    location /static/ { alias ${STATIC_DIR}/; }
+  }
+}
+`);
+  return { cmd: [nginx, "-p", prefix, "-c", join(prefix, "nginx.conf"), "-g", "daemon off;"], shape: "1 master + 1 worker (sendfile on)" };
 }
 
 /** The plainest Bun.serve hello world: the ceiling of the runtime. */

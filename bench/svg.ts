@@ -4,7 +4,7 @@ import type { SuiteReport } from "./report.ts";
 import { SERVER_LABELS, SERVER_NAMES, type ServerName } from "./servers.ts";
 
 const COLORS: Record<ServerName, string> = {
-  bunicorn: "#d9480f", gunicorn: "#1c7ed6", granian: "#37b24d", uwsgi: "#7048e8", waitress: "#868e96", bunserve: "#f59f00",
+  bunicorn: "#d9480f", gunicorn: "#1c7ed6", granian: "#37b24d", uwsgi: "#7048e8", waitress: "#868e96", bunserve: "#f59f00", nginx: "#009639",
 };
 const WIDTH = 1100;
 const HEIGHT = 500;
