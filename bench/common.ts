@@ -208,6 +208,8 @@ export interface Server {
   stderrTail: string;
   /** Its descendants as last seen (refreshed when it is stopped). */
   descendants: ProcInfo[];
+  /** It speaks HTTPS with this certificate (PEM), trusted by the probes; null: plain HTTP. */
+  https: { ca: string } | null;
 }
 
 const servers: Server[] = [];
@@ -263,12 +265,14 @@ export function findFreePort(): number {
 export interface StartOptions {
   env?: Record<string, string>;
   cwd?: string; // default: the repository root
+  /** Every bind is HTTPS with this certificate (PEM text). */
+  https?: { ca: string };
 }
 
 export function startServer(label: string, cmd: string[], port: number, options: StartOptions = {}): Server {
   refuseWhileStopping();
   const child = Bun.spawn(cmd, { cwd: options.cwd ?? ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: options.env ?? process.env });
-  const server: Server = { label, child, port, stderrTail: "", descendants: [] };
+  const server: Server = { label, child, port, stderrTail: "", descendants: [], https: options.https ?? null };
   servers.push(server);
   void drainOutput(server, child.stdout);
   void drainOutput(server, child.stderr);
@@ -296,11 +300,17 @@ export interface Probe {
   isExpected: AnswerCheck;
 }
 
-/** Asks once; returns null when the answer is the expected one, else what was wrong. */
-export async function probeOnce(port: number, probe: Probe, timeoutMs = 1_000): Promise<string | null> {
+/** The scheme, host and port of a server's bind. */
+export function originOf(server: Pick<Server, "port" | "https">): string {
+  return `${server.https ? "https" : "http"}://${HOST}:${server.port}`;
+}
+
+/** Asks once; returns null when the answer is the expected one, else what was wrong. Over HTTPS it trusts only the server's own certificate. */
+export async function probeOnce(server: Pick<Server, "port" | "https">, probe: Probe, timeoutMs = 1_000): Promise<string | null> {
   try {
-    const res = await fetch(`http://${HOST}:${port}${probe.path}`, {
+    const res = await fetch(`${originOf(server)}${probe.path}`, {
       method: probe.method ?? "GET", body: probe.body, signal: AbortSignal.timeout(timeoutMs),
+      ...(server.https ? { tls: { ca: server.https.ca } } : {}),
     });
     const body = await res.text();
     return probe.isExpected(res.status, body) ? null : `answered ${res.status} ${JSON.stringify(body.slice(0, 100))}${body.length > 100 ? ` (${body.length} chars)` : ""}`;
@@ -318,12 +328,12 @@ export async function waitUntilAnswering(server: Server, path: string, isExpecte
   while (Date.now() < deadline) {
     const exited = exitReason(server);
     if (exited) throw new BenchError(`${server.label} ${exited} before answering:\n${server.stderrTail}`);
-    const problem = await probeOnce(server.port, { path, isExpected });
+    const problem = await probeOnce(server, { path, isExpected });
     if (problem === null) return;
     lastProblem = problem;
     await Bun.sleep(100);
   }
-  throw new BenchError(`${server.label} did not answer on http://${HOST}:${server.port}${path} within ${STARTUP_TIMEOUT_MS} ms (${lastProblem}):\n${server.stderrTail}`);
+  throw new BenchError(`${server.label} did not answer on ${originOf(server)}${path} within ${STARTUP_TIMEOUT_MS} ms (${lastProblem}):\n${server.stderrTail}`);
 }
 
 /**
@@ -500,9 +510,10 @@ export interface WrkLoad {
   script?: string;
 }
 
-export async function runWrk(wrk: string, port: number, durationS: number, load: WrkLoad): Promise<WrkResult> {
+/** wrk against one server; over HTTPS (an https:// URL) it does one TLS handshake per connection and keeps it alive. */
+export async function runWrk(wrk: string, server: Pick<Server, "port" | "https">, durationS: number, load: WrkLoad): Promise<WrkResult> {
   const script = load.script ? ["-s", load.script] : [];
-  const cmd = [wrk, "-t1", `-c${load.connections}`, `-d${durationS}s`, "--latency", ...script, `http://${HOST}:${port}${load.path}`];
+  const cmd = [wrk, "-t1", `-c${load.connections}`, `-d${durationS}s`, "--latency", ...script, `${originOf(server)}${load.path}`];
   const child = spawnHelper(cmd, { timeoutMs: durationS * 1000 + WRK_SLACK_MS });
   const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   if (code !== 0) throw new BenchError(`wrk exited ${code ?? child.signalCode}: ${(stdout + stderr).trim().split("\n").at(-1)}`);
@@ -591,7 +602,7 @@ export function wrkRounds(wrk: string, servers: Server[], options: WrkRoundOptio
   return alternate(servers, {
     rounds: options.rounds,
     warmup: options.warmupS > 0,
-    measure: (server, isWarmup) => runWrk(wrk, server.port, isWarmup ? options.warmupS : options.durationS, options),
+    measure: (server, isWarmup) => runWrk(wrk, server, isWarmup ? options.warmupS : options.durationS, options),
     describe: describeWrk,
     beforeRounds: options.beforeRounds,
     log,

@@ -292,7 +292,7 @@ function streamTargets(report: SuiteReport): Target[] {
 }
 
 export function evaluateTargets(report: SuiteReport): Target[] {
-  const ahead = ([["hello", "hello"], ["10k", "10k"], ["echo", "10 KiB"], ["echo", "1 MiB"], ["flask", "flask"], ["slow-io", "slow-io"]] as const)
+  const ahead = ([["hello", "hello"], ["10k", "10k"], ["echo", "10 KiB"], ["echo", "1 MiB"], ["flask", "flask"], ["slow-io", "slow-io"], ["tls", "tls"]] as const)
     .map(([scenario, name]) => aheadOfPeers(report, scenario, name));
   return [
     ...ahead,

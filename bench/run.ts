@@ -26,8 +26,8 @@ import {
   type IdleMeasurement, type Measurement, type Scenario, type ScenarioName, type StreamMeasurement, type WrkMeasurement,
 } from "./scenarios.ts";
 import {
-  CONNECTION_CAP, IDLE_KEEP_ALIVE_S, PYTHON_LAUNCHERS, SERVER_LABELS, SERVER_NAMES, bunServe, bunicornStatic, bunicornTs, ensureStaticFiles, granianStatic, nginxStatic,
-  type Launch, type ServerName,
+  CONNECTION_CAP, IDLE_KEEP_ALIVE_S, NO_TLS, PYTHON_LAUNCHERS, SERVER_LABELS, SERVER_NAMES, bunServe, bunicornStatic, bunicornTs, ensureStaticFiles, granianStatic,
+  makeThrowawayCert, nginxStatic, type Launch, type ServerName, type TlsFiles,
 } from "./servers.ts";
 import { ensureVenv, PINS, type VenvInfo } from "./venv.ts";
 import {
@@ -100,7 +100,7 @@ function parseOptions(argv: string[]): Options {
     }
   }
   if (!options.scenarios.some((name) => serversOf(SCENARIOS[name], options).length > 0)) {
-    throw new BenchError(`none of the servers ${options.servers.join(", ")} runs in the scenarios ${options.scenarios.join(", ")} (Bun.serve runs only in ts)\n${USAGE}`);
+    throw new BenchError(`none of the servers ${options.servers.join(", ")} runs in the scenarios ${options.scenarios.join(", ")} (Bun.serve runs only in ts, nginx only in static; uWSGI and waitress are not in static or tls)\n${USAGE}`);
   }
   return options;
 }
@@ -223,7 +223,11 @@ interface Entrant {
   rssAtStart: number | null;
 }
 
-function launchFor(scenario: Scenario, name: ServerName, port: number): Launch {
+/** The run's throwaway certificate: the files, and its PEM for the probes to trust. */
+type TlsCert = TlsFiles & { pem: string };
+
+function launchFor(scenario: Scenario, name: ServerName, port: number, tls: TlsCert | null): Launch {
+  if (tls && typeof scenario.app === "string") throw new BenchError(`the ${scenario.name} scenario has no HTTPS setup`);
   if (scenario.app === "ts") return name === "bunserve" ? bunServe(port) : bunicornTs("apps/hello.ts", port);
   if (scenario.app === "static") {
     ensureStaticFiles();
@@ -233,7 +237,7 @@ function launchFor(scenario: Scenario, name: ServerName, port: number): Launch {
     throw new BenchError(`${name} has no static files of its own here`);
   }
   if (name === "bunserve" || name === "nginx") throw new BenchError(`${name} serves only the ts or static scenario`);
-  return PYTHON_LAUNCHERS[name](scenario.app, scenario.sizing, port);
+  return PYTHON_LAUNCHERS[name](scenario.app, scenario.sizing, port, tls);
 }
 
 function firstLine(err: unknown): string {
@@ -243,11 +247,11 @@ function firstLine(err: unknown): string {
 }
 
 /** Starts every server of the scenario at once and waits for each; one that does not answer is stopped and marked failed. */
-async function startEntrants(scenario: Scenario, names: ServerName[]): Promise<Entrant[]> {
+async function startEntrants(scenario: Scenario, names: ServerName[], tls: TlsCert | null): Promise<Entrant[]> {
   const entrants = names.map((name): Entrant => {
     const port = findFreePort();
-    const launch = launchFor(scenario, name, port);
-    const server = startServer(SERVER_LABELS[name], launch.cmd, port, { cwd: launch.cwd, env: cleanEnv() });
+    const launch = launchFor(scenario, name, port, tls);
+    const server = startServer(SERVER_LABELS[name], launch.cmd, port, { cwd: launch.cwd, env: cleanEnv(), ...(tls ? { https: { ca: tls.pem } } : {}) });
     return { name, launch, server, failure: null, rssAtStart: null };
   });
   await Promise.all(entrants.map(async (e) => {
@@ -272,6 +276,8 @@ interface Context {
   sampler: RssSampler;
   /** The wrk Lua script that POSTs a body of so many bytes. */
   postScript: (bytes: number) => string;
+  /** The run's throwaway certificate, made on first use (once per run) in its temporary folder. */
+  tlsCert: () => Promise<TlsCert>;
 }
 
 /** What one server's rounds come to, in the measurement's unit. */
@@ -318,7 +324,7 @@ async function probeEntrants(entrants: Entrant[], probe: Probe | null): Promise<
       failures.set(e, e.failure);
       continue;
     }
-    const problem = probe ? await probeOnce(e.server.port, probe, PROBE_TIMEOUT_MS) : null;
+    const problem = probe ? await probeOnce(e.server, probe, PROBE_TIMEOUT_MS) : null;
     if (problem === null) live.push(e);
     else failures.set(e, `${probe!.method ?? "GET"} ${probe!.path} before the rounds: ${problem}`);
   }
@@ -477,7 +483,7 @@ async function measure(m: Measurement, entrants: Entrant[], ctx: Context): Promi
 async function runScenario(scenario: Scenario, names: ServerName[], ctx: Omit<Context, "sampler">): Promise<ScenarioResult> {
   const started = performance.now();
   console.log(`\n== ${scenario.name}: ${scenario.title} (${names.map((n) => SERVER_LABELS[n]).join(", ")})`);
-  const entrants = await startEntrants(scenario, names);
+  const entrants = await startEntrants(scenario, names, scenario.tls ? await ctx.tlsCert() : null);
   await waitForQuietCpu(SETTLE_MAX_MS);
   const sampler = new RssSampler(entrants.filter((e) => e.failure === null).map((e) => e.server));
   try {
@@ -517,6 +523,7 @@ function notes(): string[] {
     `idle: idle timeouts raised to ${IDLE_KEEP_ALIVE_S} s (bunicorn and gunicorn \`--keep-alive\`, uWSGI \`--http-timeout\`, waitress \`--channel-timeout\`); granian has no keep-alive timeout of its own but ends idle connections after \`--http1-header-read-timeout\`, set to its maximum, 60 s. Each idle connection is opened by bench/idle_conns.ts (a separate process), asks GET /hello once, then stays idle; \"open → at end\" counts those answered and those still open after the loaded rounds. Memory per idle connection = (RSS with them − RSS just before) / connections opened.`,
     "wrk `-t1 --latency`; p50/p99 are the medians of the rounds' percentiles; errors are wrk's socket errors (connect, read, write, timeout) plus non-2xx answers, over all rounds. Peak RSS: the largest sum of VmRSS over the server's whole process tree, sampled every 150 ms during that measurement (all servers of a scenario run side by side, idle but for their own rounds).",
     "The 2 cores are shared by wrk (one thread), the server measured, and anything else running on the machine; servers alternate round by round so that drift hits all alike, but single rounds vary by ±30% here: read the medians with their min–max.",
+    `tls: every bind is HTTPS only, with one self-signed RSA-2048 certificate for 127.0.0.1 made by \`openssl req -x509\` once per run (valid 1 day, in a temporary folder removed at the end): bunicorn and gunicorn \`--certfile\`/\`--keyfile\`, granian \`--ssl-certificate\`/\`--ssl-keyfile\`; wrk does one handshake per connection and keeps the 50 connections alive, so this measures TLS record encryption more than handshakes. Left out: waitress (${NO_TLS.waitress}) and uWSGI (${NO_TLS.uwsgi}).`,
     "stream: MB/s = 10⁶ bytes/s, one transfer at a time on one connection, timed by bench/stream_client.ts from the connect to the last byte of the answer.",
   ];
 }
@@ -537,7 +544,8 @@ async function runSuite(options: Options, prepared: Prepared): Promise<void> {
   console.log(`bench: ${report.machine.cpu}, ${report.machine.cores} cores, load average ${report.machine.loadAverage.toFixed(2)}; plan ~${report.plannedSeconds} s, watchdog ${Math.round(budget / 1000)} s; results in bench/results/${options.out}.*`);
   const scriptsDir = fs.mkdtempSync(join(os.tmpdir(), "bunicorn-bench-"));
   try {
-    const ctx = { options, wrk: prepared.wrk, postScript: postScripts(scriptsDir) };
+    let cert: Promise<TlsCert> | null = null;
+    const ctx = { options, wrk: prepared.wrk, postScript: postScripts(scriptsDir), tlsCert: () => (cert ??= makeThrowawayCert(scriptsDir)) };
     for (const name of options.scenarios) {
       const scenario = SCENARIOS[name];
       const names = serversOf(scenario, options);

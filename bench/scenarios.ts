@@ -4,7 +4,7 @@ import type { AnswerCheck, Probe, WrkLoad } from "./common.ts";
 import type { PythonApp, ServerName, Sizing } from "./servers.ts";
 import { PYTHON_SERVERS } from "./servers.ts";
 
-export const SCENARIO_NAMES = ["hello", "10k", "echo", "flask", "slow-io", "stream", "idle", "ts", "static"] as const;
+export const SCENARIO_NAMES = ["hello", "10k", "echo", "flask", "slow-io", "stream", "idle", "ts", "static", "tls"] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
 /** wrk in alternating rounds; req/s. */
@@ -48,6 +48,8 @@ export interface Scenario {
   /** A Python WSGI app, "ts": bunicorn's apps/hello.ts and Bun.serve, or "static": files served by each server itself. */
   app: PythonApp | "ts" | "static";
   sizing: Sizing;
+  /** Every server binds HTTPS only, with the run's throwaway certificate (bench/run.ts makes it once). */
+  tls?: boolean;
   /** Answered once a server is up. */
   ready: Probe;
   measurements: Measurement[];
@@ -169,5 +171,14 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
       { kind: "wrk", name: "static 10 KiB", title: `GET /static/10k.bin (10,240 bytes), ${CONNECTIONS} connections`, load: { connections: CONNECTIONS, path: "/static/10k.bin" }, probe: get("/static/10k.bin", expectLength(10 * KIB)) },
       { kind: "wrk", name: "static 1 MiB", title: `GET /static/1m.bin (1 MiB), ${CONNECTIONS} connections`, load: { connections: CONNECTIONS, path: "/static/1m.bin" }, probe: get("/static/1m.bin", expectLength(MIB)) },
     ],
+  },
+  tls: {
+    name: "tls", title: "hello over HTTPS with keep-alive, one throwaway RSA-2048 certificate for all (uWSGI and waitress left out: see the notes)",
+    servers: ["bunicorn", "gunicorn", "granian"], app: ROUTER, sizing: ONE_THREAD, tls: true,
+    ready: get("/hello", expectText(HELLO)),
+    measurements: [{
+      kind: "wrk", name: "tls", title: `GET https://…/hello (13 bytes), ${CONNECTIONS} keep-alive connections`,
+      load: { connections: CONNECTIONS, path: "/hello" }, probe: get("/hello", expectText(HELLO)),
+    }],
   },
 };

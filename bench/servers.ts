@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import { basename, dirname, join } from "node:path";
-import { HOST, ROOT } from "./common.ts";
+import { BenchError, HOST, ROOT, runCommand } from "./common.ts";
 import { VENV_BIN, VENV_PYTHON } from "./venv.ts";
 
 export const PYTHON_SERVERS = ["bunicorn", "gunicorn", "granian", "uwsgi", "waitress"] as const;
@@ -36,6 +36,12 @@ export interface Launch {
   shape: string;
 }
 
+/** A certificate and its unencrypted key (PEM files) that every bind of a server is to use: HTTPS only. */
+export interface TlsFiles {
+  certfile: string;
+  keyfile: string;
+}
+
 /** Idle seconds a kept-alive connection may wait, when idle connections are held. */
 export const IDLE_KEEP_ALIVE_S = 300;
 /**
@@ -62,36 +68,40 @@ function threadWords(n: number, kind = "thread"): string {
   return `${n} ${kind}${n === 1 ? "" : "s"}`;
 }
 
-function bunicorn(app: PythonApp, s: Sizing, port: number): Launch {
+function bunicorn(app: PythonApp, s: Sizing, port: number, tls: TlsFiles | null = null): Launch {
   return {
     cmd: [process.execPath, join(ROOT, "server.ts"), `${app.file}:${app.callable}`, "-w", String(s.workers), "--threads", String(s.threads),
-      "--python", VENV_PYTHON, "-b", `${HOST}:${port}`, ...(s.holdIdle ? ["--keep-alive", String(IDLE_KEEP_ALIVE_S)] : [])],
+      "--python", VENV_PYTHON, "-b", `${HOST}:${port}`, ...(s.holdIdle ? ["--keep-alive", String(IDLE_KEEP_ALIVE_S)] : []),
+      ...(tls ? ["--certfile", tls.certfile, "--keyfile", tls.keyfile] : [])],
     shape: `1 Bun front + ${s.workers} Python workers × ${threadWords(s.threads)}`,
   };
 }
 
-function gunicorn(app: PythonApp, s: Sizing, port: number): Launch {
+function gunicorn(app: PythonApp, s: Sizing, port: number, tls: TlsFiles | null = null): Launch {
   return {
     cmd: [join(VENV_BIN, "gunicorn"), "-k", "gthread", "-w", String(s.workers), "--threads", String(s.threads), "-b", `${HOST}:${port}`,
       "--worker-connections", String(CONNECTION_CAP), ...(s.holdIdle ? ["--keep-alive", String(IDLE_KEEP_ALIVE_S)] : []),
+      ...(tls ? ["--certfile", tls.certfile, "--keyfile", tls.keyfile] : []),
       "--chdir", join(ROOT, dirname(app.file)), `${moduleName(app)}:${app.callable}`],
     shape: `1 master + ${s.workers} gthread workers × ${threadWords(s.threads)}`,
   };
 }
 
-function granian(app: PythonApp, s: Sizing, port: number): Launch {
+function granian(app: PythonApp, s: Sizing, port: number, tls: TlsFiles | null = null): Launch {
   return {
     // --http 1: HTTP/1.1 only, as every other server here (auto would sniff for HTTP/2 first).
     // --backpressure (per worker) caps its open connections, backlog/workers = 512 by default.
     cmd: [join(VENV_BIN, "granian"), "--interface", "wsgi", "--http", "1", "--workers", String(s.workers), "--blocking-threads", String(s.threads),
       "--backpressure", String(Math.ceil(CONNECTION_CAP / s.workers)), "--no-access-log", "--host", HOST, "--port", String(port),
       ...(s.holdIdle ? ["--http1-header-read-timeout", String(GRANIAN_MAX_HEADER_READ_TIMEOUT_MS)] : []),
+      ...(tls ? ["--ssl-certificate", tls.certfile, "--ssl-keyfile", tls.keyfile] : []),
       "--working-dir", join(ROOT, dirname(app.file)), `${moduleName(app)}:${app.callable}`],
     shape: `1 main + ${s.workers} workers × ${threadWords(s.threads, "blocking thread")}`,
   };
 }
 
-function uwsgi(app: PythonApp, s: Sizing, port: number): Launch {
+function uwsgi(app: PythonApp, s: Sizing, port: number, tls: TlsFiles | null = null): Launch {
+  if (tls) throw new BenchError(`uWSGI is not run over HTTPS here: ${NO_TLS.uwsgi}`);
   return {
     // Its own HTTP router (--http) holds the client connections and keeps them alive:
     // with --http11-socket each kept-alive connection pins a worker until --socket-timeout
@@ -105,7 +115,8 @@ function uwsgi(app: PythonApp, s: Sizing, port: number): Launch {
   };
 }
 
-function waitress(app: PythonApp, s: Sizing, port: number): Launch {
+function waitress(app: PythonApp, s: Sizing, port: number, tls: TlsFiles | null = null): Launch {
+  if (tls) throw new BenchError(`waitress is not run over HTTPS here: ${NO_TLS.waitress}`);
   const threads = s.workers * s.threads;
   return {
     // waitress-serve imports the app from its working directory. --asyncore-use-poll:
@@ -122,9 +133,37 @@ function moduleName(app: PythonApp): string {
   return basename(app.file).replace(/\.py$/, "");
 }
 
-export const PYTHON_LAUNCHERS: Record<PythonServerName, (app: PythonApp, s: Sizing, port: number) => Launch> = {
+/** tls: every bind HTTPS with these files (null: plain HTTP). */
+export const PYTHON_LAUNCHERS: Record<PythonServerName, (app: PythonApp, s: Sizing, port: number, tls?: TlsFiles | null) => Launch> = {
   bunicorn, gunicorn, granian, uwsgi, waitress,
 };
+
+// ---- the tls scenario: hello over HTTPS, one throwaway certificate for every server ----
+
+/** Why these servers are left out of the tls scenario (stated in the results). */
+export const NO_TLS = {
+  uwsgi: "not wired up for this scenario: the bench/.venv build has OpenSSL and its HTTP router takes `--https ADDR,CERT,KEY` in place of `--http`, but that setup (and its keep-alive over HTTPS) has not been checked here",
+  waitress: "it has no TLS at all (its docs send HTTPS to a proxy in front)",
+} as const;
+
+const TLS_CERT_TIMEOUT_MS = 30_000;
+
+/**
+ * A self-signed RSA-2048 certificate for 127.0.0.1 (CN and subjectAltName, valid 1 day)
+ * and its key, made by openssl in dir; returns the files and the certificate's PEM.
+ */
+export async function makeThrowawayCert(dir: string): Promise<TlsFiles & { pem: string }> {
+  const certfile = join(dir, "cert.pem");
+  const keyfile = join(dir, "key.pem");
+  const openssl = Bun.which("openssl");
+  if (openssl === null) throw new BenchError("openssl is not installed (the tls scenario makes its certificate with it): apt-get install openssl");
+  const made = await runCommand([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+    "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", keyfile, "-out", certfile], TLS_CERT_TIMEOUT_MS);
+  if (made.code !== 0 || !fs.existsSync(certfile) || !fs.existsSync(keyfile)) {
+    throw new BenchError(`openssl req -x509 failed (exit ${made.code}): ${made.stderr.trim().split("\n").at(-1)}`);
+  }
+  return { certfile, keyfile, pem: fs.readFileSync(certfile, "utf8") };
+}
 
 /** bunicorn serving a TypeScript app: one Bun process, no Python workers. */
 export function bunicornTs(app: string, port: number, server = join(ROOT, "server.ts"), extraArgs: string[] = []): Launch {
