@@ -566,7 +566,8 @@ class PyWorker {
 
   /** Every started request is younger than PIPELINE_MAX_AGE_MS: what waits behind them will soon run. */
   isYoung(now: number): boolean {
-    for (const r of this.started()) if (now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
+    // (A plain loop, not started(): this runs for each busy worker at each dispatch.)
+    for (const r of this.requests.values()) if (r.state === "started" && now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
     return true;
   }
 
