@@ -895,15 +895,21 @@ class Worker:
         """T == 1: read frames and run queued requests on this thread."""
         pending = self.pending
         lock = self.lock
+        finished = None
         while True:
             if pending:
                 self.poll()  # an ABORT may wait unread
-                with lock:
-                    req = pending.popleft() if pending else None
-                    if req is not None:
-                        req.started = True
-                if req is None:
-                    continue
+            # One locked step per request: forget the one just run, start the next (a take-back
+            # on the control thread holds the same lock, so a request is started or taken back).
+            with lock:
+                if finished is not None:
+                    del self.reqs[finished.rid]
+                    self.inflight -= 1
+                    finished = None
+                req = pending.popleft() if pending else None
+                if req is not None:
+                    req.started = True
+            if req is not None:
                 out = self.tail
                 if req.flags & FLAG_ACK_START:
                     out += HEADER.pack(0, STARTED, req.rid)
@@ -913,11 +919,7 @@ class Worker:
                 try:
                     self.run_request(req)
                 finally:
-                    with lock:
-                        del self.reqs[req.rid]
-                        self.inflight -= 1
-                if not pending:
-                    self.flush_tail()  # nothing to send it with: now, before any wait
+                    finished = req
                 continue
             self.flush_tail()
             if self.stopping:
