@@ -5,21 +5,13 @@
 // graceful stop.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { WsgiApp } from "../server.ts";
-import { RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep } from "./helpers.ts";
+import { RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep, HOST, countingEchoApp, get } from "./helpers.ts";
 import { startPy, stopPy } from "./pyhelpers.ts";
 
 afterEach(cleanUp);
 
-const HOST = "Host: t\r\n";
-const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\n${HOST}${extra}\r\n`;
-
-let appCalls = 0;
-const echoApp: WsgiApp = (environ, start) => {
-  appCalls++;
-  const body = Buffer.concat([Buffer.from(environ.PATH_INFO + ":"), Buffer.from(environ["wsgi.input"].read())]);
-  start("200 OK", [["Content-Type", "text/plain"]]);
-  return [body];
-};
+const echo = countingEchoApp();
+const echoApp = echo.app;
 
 /** Answers with the path it saw (PATH_INFO), after a delay for /slow. */
 const pathApp: WsgiApp = async (environ, start) => {
@@ -280,12 +272,12 @@ describe("timeouts", () => {
 
   test("headerTimeoutS also bounds a gap in the request body → 408 and close; the app never runs", async () => {
     const { port } = serve(echoApp, { headerTimeoutS: 0.5 });
-    appCalls = 0;
+    echo.calls = 0;
     const client = await RawClient.connect(port);
     client.write(`POST /up HTTP/1.1\r\n${HOST}Content-Length: 10\r\n\r\n012`);
     expect(await client.waitForClose(1500)).toBe(true);
     expect(client.responses().map((r) => r.statusLine)).toEqual(["HTTP/1.1 408 Request Timeout"]);
-    expect(appCalls).toBe(0);
+    expect(echo.calls).toBe(0);
   });
 
   test("keepAliveS: an idle kept-alive connection is closed without another byte", async () => {
@@ -321,14 +313,14 @@ describe("timeouts", () => {
 describe("closing: FIN for what is over, RST only for an answer cut short", () => {
   test("a client's FIN inside a request head closes the connection at once (long before headerTimeoutS), nothing answered", async () => {
     const { port } = serve(echoApp, { headerTimeoutS: 60 });
-    appCalls = 0;
+    echo.calls = 0;
     const client = await RawClient.connect(port, { allowHalfOpen: true });
     client.write("GET / HTTP/1.1\r\nHost: t\r\nX-Part");
     client.end();
     expect(await client.waitForEnd()).toBe(true);
     expect(client.endEvents).toEqual(["eof"]);
     expect(client.bytes.length).toBe(0);
-    expect(appCalls).toBe(0);
+    expect(echo.calls).toBe(0);
   });
 
   test("headerTimeoutS: complete head lines then silence → 408, then a clean close (FIN)", async () => {
@@ -363,7 +355,7 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
 
   test("413 from the head while the client keeps sending its body: the whole 413, then a clean EOF, never a reset", async () => {
     const { port } = serve(echoApp, { limitRequestBody: 1024 });
-    appCalls = 0;
+    echo.calls = 0;
     const client = await RawClient.connect(port, { allowHalfOpen: true });
     const piece = Buffer.alloc(64 * 1024, 0x62);
     const maxBodyBytes = 8 * 1024 * 1024;
@@ -382,7 +374,7 @@ describe("closing: FIN for what is over, RST only for an answer cut short", () =
     expect(responses.map((r) => [r.statusLine, r.isComplete])).toEqual([["HTTP/1.1 413 Content Too Large", true]]);
     expect(rest.length).toBe(0);
     expect(client.endEvents).toEqual(["eof"]);
-    expect(appCalls).toBe(0);
+    expect(echo.calls).toBe(0);
   });
 });
 

@@ -564,3 +564,23 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => 
 }
 
 export const sleep = (ms: number) => Bun.sleep(ms);
+
+// ==== Small TypeScript apps and requests shared by the socket tests ====
+
+export const HOST = "Host: t\r\n";
+/** A GET of `target` with a Host line and any `extra` header lines. */
+export const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\n${HOST}${extra}\r\n`;
+
+/** An app answering "PATH_INFO:body" that counts its calls (tests check it never ran for a refused request). */
+export function countingEchoApp(): { app: WsgiApp; calls: number } {
+  const counter = {
+    calls: 0,
+    app: ((environ, start) => {
+      counter.calls++;
+      const body = Buffer.concat([Buffer.from(environ.PATH_INFO + ":"), Buffer.from(environ["wsgi.input"].read())]);
+      start("200 OK", [["Content-Type", "text/plain"]]);
+      return [body];
+    }) as WsgiApp,
+  };
+  return counter;
+}

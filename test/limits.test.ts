@@ -4,31 +4,22 @@
 // the app runs and with the connection closed; at the limit, served. (Timeouts are
 // connection tests.)
 import { afterEach, describe, expect, test } from "bun:test";
-import type { WsgiApp } from "../server.ts";
-import { RawClient, cleanUp, exchange, header, serve } from "./helpers.ts";
+import { RawClient, cleanUp, exchange, header, serve, HOST, countingEchoApp, get } from "./helpers.ts";
 
 afterEach(cleanUp);
 
-const HOST = "Host: t\r\n";
-const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\n${HOST}${extra}\r\n`;
-
-let appCalls = 0;
-const echoApp: WsgiApp = (environ, start) => {
-  appCalls++;
-  const body = Buffer.concat([Buffer.from(environ.PATH_INFO + ":"), Buffer.from(environ["wsgi.input"].read())]);
-  start("200 OK", [["Content-Type", "text/plain"]]);
-  return [body];
-};
+const echo = countingEchoApp();
+const echoApp = echo.app;
 
 /** One exchange that must end in `status` and a closed connection, without the app being called. */
 async function expectRejected(port: number, request: string, statusLine: string) {
-  appCalls = 0;
+  echo.calls = 0;
   const r = await exchange(port, request, { count: 2 });
   expect(r.responses.length).toBe(1);
   expect(r.responses[0].statusLine).toBe(statusLine);
   expect(header(r.responses[0], "Connection")).toBe("close");
   expect(r.isClosed).toBe(true);
-  expect(appCalls).toBe(0);
+  expect(echo.calls).toBe(0);
 }
 
 describe("size limits", () => {
@@ -64,14 +55,14 @@ describe("size limits", () => {
 
   test("Content-Length over limitRequestBody → 413 from the head alone (the body is never sent)", async () => {
     const { port } = serve(echoApp, { limitRequestBody: 10 });
-    appCalls = 0;
+    echo.calls = 0;
     const client = await RawClient.connect(port);
     client.write(`POST /up HTTP/1.1\r\n${HOST}Content-Length: 11\r\nExpect: 100-continue\r\n\r\n`);
     expect(await client.waitForClose()).toBe(true);
     const responses = client.responses();
     expect(responses.map((r) => r.statusLine)).toEqual(["HTTP/1.1 413 Content Too Large"]);
     expect(client.text).not.toContain("100 Continue");
-    expect(appCalls).toBe(0);
+    expect(echo.calls).toBe(0);
     // At the limit it is served.
     const r = await exchange(port, `POST /up HTTP/1.1\r\n${HOST}Content-Length: 10\r\n\r\n0123456789`);
     expect(r.responses[0].body.toString()).toBe("/up:0123456789");
@@ -81,14 +72,14 @@ describe("size limits", () => {
     const { port } = serve(echoApp, { limitRequestBody: 10 });
     const head = `POST /up HTTP/1.1\r\n${HOST}Transfer-Encoding: chunked\r\n\r\n`;
     for (const body of ["b\r\n", "5\r\nhello\r\n6\r\n"]) {
-      appCalls = 0;
+      echo.calls = 0;
       const client = await RawClient.connect(port);
       client.write(head + body); // the over-limit chunk's data is never sent
       expect(await client.waitForClose()).toBe(true);
       const responses = client.responses();
       expect(responses.map((r) => r.statusLine)).toEqual(["HTTP/1.1 413 Content Too Large"]);
       expect(header(responses[0], "Connection")).toBe("close");
-      expect(appCalls).toBe(0);
+      expect(echo.calls).toBe(0);
     }
     const r = await exchange(port, head + "5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n");
     expect(r.responses[0].body.toString()).toBe("/up:helloworld");
