@@ -1018,9 +1018,9 @@ class PythonWorkerPool implements PythonStage {
     let worker!: PyWorker;
     // The worker program arrives on stdin (it is inside this binary), so no file is written;
     // fd 3 and fd 4 are socketpairs: only this process holds their other ends.
-    const proc = Bun.spawn([this.python, "-c", WORKER_BOOTSTRAP, WORKER_ARGV0], {
+    const proc = Bun.spawn(pythonRole(this.python, WORKER_ARGV0), {
       env,
-      stdio: [Buffer.from(WORKER_SOURCE), "pipe", "pipe", "socket-fd", "socket-fd"],
+      stdio: [pythonProgram(), "pipe", "pipe", "socket-fd", "socket-fd"],
       onExit: (_p: unknown, code: number | null, signal: number | string | null) => this.onWorkerExit(worker, { code, signal: signal === null ? null : String(signal) }),
     } as any) as import("bun").Subprocess;
     worker = new PyWorker(id, this.generation, this.requestBudget(), proc, performance.now());

@@ -3287,16 +3287,21 @@ function findNeeds(keys: string[]): AccessLogNeeds {
   return { environKeys: [...environKeys], isPidLogged: keys.includes("p") };
 }
 
-/** --access-logformat's check in the SETTINGS table: a format that cannot compile exits 2. */
-function refuseAccessFormat(format: string): string | null {
-  try {
-    compileAccessFormat(format);
-    return null;
-  } catch (err) {
-    if (err instanceof InvalidSettingValue) return err.message;
-    throw err;
-  }
+/** A SETTINGS check from a parser: the InvalidSettingValue it throws is the refusal (exit 2). */
+function refusedBy(parse: (value: string) => unknown): (value: string) => string | null {
+  return (value) => {
+    try {
+      parse(value);
+      return null;
+    } catch (err) {
+      if (err instanceof InvalidSettingValue) return err.message;
+      throw err;
+    }
+  };
 }
+
+/** --access-logformat's check in the SETTINGS table: a format that cannot compile exits 2. */
+const refuseAccessFormat = refusedBy(compileAccessFormat);
 
 /**
  * One access-log line. Text: gunicorn's SafeAtoms escaping, which turns `"` into `\"` and
@@ -3434,15 +3439,7 @@ function parseStatsdHost(value: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port };
 }
 
-function refuseStatsdHost(value: string): string | null {
-  try {
-    parseStatsdHost(value);
-    return null;
-  } catch (err) {
-    if (err instanceof InvalidSettingValue) return err.message;
-    throw err;
-  }
-}
+const refuseStatsdHost = refusedBy(parseStatsdHost);
 
 /** The statsd client the flags ask for, or null. */
 async function openStatsd(config: Config): Promise<StatsdClient | null> {
