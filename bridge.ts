@@ -1003,8 +1003,7 @@ class PythonWorkerPool implements PythonStage {
     }
     // Only a format with {var}e atoms makes the worker report anything (worker.py ReportingWorker).
     if (this.logNeeds.environKeys.length > 0) env.BUNICORN_LOG_ENVIRON = JSON.stringify(this.logNeeds.environKeys);
-    if (this.config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(this.config.chdir);
-    if (this.config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = this.config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+    Object.assign(env, appPathEnv(this.config));
     return env;
   }
 
@@ -1431,8 +1430,7 @@ class MasterHooks {
       // gunicorn's --preload: the app is imported once, here, before any worker exists.
       env.BUNICORN_PRELOAD = "1";
       env.BUNICORN_APP = config.app;
-      if (config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(config.chdir);
-      if (config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+      Object.assign(env, appPathEnv(config));
     }
     const proc = Bun.spawn(pythonRole(python, "bunicorn-master"), {
       env, stdio: [pythonProgram(), "pipe", "pipe", "socket-fd", "socket-fd"], ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {}),
@@ -1588,6 +1586,14 @@ function describeExit(exit: ExitStatus | null): string {
   if (exit === null) return "closed its channel";
   if (exit.signal !== null) return `was killed by signal ${exit.signal}` + (exit.signal === "SIGKILL" ? " (out of memory?)" : "");
   return `exited with code ${exit.code}`;
+}
+
+/** Where the app is imported from (worker.py prepare_sys_path): --chdir and --pythonpath, absolute. */
+function appPathEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (config.chdir !== null) env.BUNICORN_CHDIR = path.resolve(config.chdir);
+  if (config.pythonpath.length > 0) env.BUNICORN_PYTHONPATH = config.pythonpath.map((p) => path.resolve(p)).join(path.delimiter);
+  return env;
 }
 
 /** --python, else the active virtualenv's, else python3 on PATH. */
