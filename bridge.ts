@@ -60,6 +60,10 @@ export const DATA_FD = 3, CONTROL_FD = 4;
  * copying into fresh memory costs more than the extra write (page faults on new buffers).
  */
 const COPY_PAYLOAD_BELOW_BYTES = 64 * 1024;
+/** A channel's scratch buffer for small frames (grows for one bigger frame), and what counts as small. */
+const SCRATCH_BYTES = 64 * 1024;
+const SMALL_PIECE_BYTES = 4 * 1024;
+const NO_PIECES: readonly Uint8Array[] = [];
 /**
  * A body that is all here when the request is dispatched, and not larger than this, travels
  * inside REQ (as the pieces it came in; see COPY_PAYLOAD_BELOW_BYTES): the worker then
@@ -72,15 +76,9 @@ export function encodeFrame(type: Frame, id: number, payload: Uint8Array | null 
   return payload === null ? encodeFrameOf(type, id, [], 0) : encodeFrameOf(type, id, [payload], payload.length);
 }
 
-/**
- * A frame whose payload is the pieces, in order, copied in; or only its header, when the
- * payload (`declaredLength` bytes) is to be written after it as it is.
- */
-function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: number, declaredLength = length): Buffer {
+function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: number): Buffer {
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
-  frame.writeUInt32BE(declaredLength, 0);
-  frame[4] = type;
-  frame.writeUInt32BE(id, 5);
+  writeFrameHeader(frame, 0, type, id, length);
   let off = FRAME_HEADER_BYTES;
   for (const piece of pieces) {
     frame.set(piece, off);
@@ -89,29 +87,30 @@ function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: nu
   return frame;
 }
 
-/** REQ payload before an inline body: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + the other environ items as k\0v\0…. */
-function encodeRequest(environ: Record<string, string>, flags: number): Buffer {
-  let fields = "";
+function writeFrameHeader(buf: Buffer, off: number, type: Frame, id: number, payloadLength: number): void {
+  buf.writeUInt32BE(payloadLength, off);
+  buf[off + 4] = type;
+  buf.writeUInt32BE(id, off + 5);
+}
+
+/**
+ * The environ items of a REQ but PATH_INFO, as "k\0v\0…" (without the last NUL). Each
+ * character is one byte on the wire (latin-1, PEP 3333's native strings), so the string's
+ * length is its byte length. One join: a string built with += would be a rope, flattened
+ * again when written.
+ */
+function environFields(environ: Record<string, string>): string {
+  const parts: string[] = [];
   for (const key in environ) {
     if (key === "PATH_INFO") continue;
-    if (fields !== "") fields += "\0";
-    fields += key + "\0" + environ[key];
+    parts.push(key, environ[key]);
   }
-  const pathBytes = Buffer.from(environ.PATH_INFO, "latin1");
-  const fieldBytes = Buffer.from(fields, "latin1");
-  const payload = Buffer.allocUnsafe(1 + 4 + pathBytes.length + 4 + fieldBytes.length);
-  payload[0] = flags;
-  payload.writeUInt32BE(pathBytes.length, 1);
-  pathBytes.copy(payload, 5);
-  let off = 5 + pathBytes.length;
-  payload.writeUInt32BE(fieldBytes.length, off);
-  fieldBytes.copy(payload, off + 4);
-  return payload;
+  return parts.join("\0");
 }
 
 /** "status\0name\0value\0…" → [status, headers]. */
-function decodeResponseHead(bytes: Buffer): [string, [string, string][]] {
-  const parts = bytes.toString("latin1").split("\0");
+function decodeResponseHead(text: string): [string, [string, string][]] {
+  const parts = text.split("\0");
   const headers: [string, string][] = [];
   for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
   return [parts[0], headers];
@@ -133,7 +132,8 @@ class FrameReader {
   private inboxBytes = 0;
   private inboxNeeds = 0; // bytes of the incomplete frame (or of a header, until it is known)
 
-  *frames(bytes: Buffer): Generator<[Frame, number, Buffer]> {
+  /** Calls `each` with every whole frame in the bytes so far: its type, id, and where its payload is in `buf`. */
+  read(bytes: Buffer, each: (type: Frame, id: number, buf: Buffer, start: number, end: number) => void): void {
     let buf = bytes;
     if (this.inboxBytes > 0) {
       this.inbox.push(bytes);
@@ -151,7 +151,7 @@ class FrameReader {
       const id = buf.readUInt32BE(off + 5);
       const start = off + FRAME_HEADER_BYTES;
       off = start + length;
-      yield [type, id, buf.subarray(start, off)];
+      each(type, id, buf, start, off);
     }
     if (off < buf.length) {
       const rest = buf.subarray(off);
@@ -463,18 +463,82 @@ interface WorkerProcess {
 /** How a worker's process ended, for the log. */
 interface ExitStatus { code: number | null; signal: string | null }
 
-/** Buffered writes of frames to one channel, in order; small frames joined into one write per turn. */
+/**
+ * Buffered writes of frames to one channel, in order, one write per turn of the event loop.
+ * Small frames are written back to back into a scratch buffer that is used again once the
+ * socket has taken it all (a request costs no allocation of its own); big payloads are
+ * queued as they are (views into the client's bytes: a body is never copied on its way).
+ */
 class FrameWriter {
   socket: import("bun").Socket<unknown> | null = null;
-  // Big payloads stay separate pieces (views into the client's bytes): a body is never copied on its way.
+  private scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  private used = 0; // scratch bytes holding frames
+  private sealed = 0; // of those, the ones already in the outbox (as a view)
   private outbox: Uint8Array[] = [];
-  private outboxBytes = 0;
   private isFlushQueued = false;
   private isWriteBlocked = false; // a write fell short: the rest goes on drain
 
+  /** Room for `n` bytes of frames at the returned offset of `buffer`, written before the next turn. */
+  reserve(n: number): number {
+    if (this.used + n > this.scratch.length) this.renewScratch(n);
+    const off = this.used;
+    this.used += n;
+    this.queueFlush();
+    return off;
+  }
+
+  /** One frame: its header, then the payload's pieces (copied when small; a big payload's pieces are queued as they are). */
+  frame(type: Frame, id: number, pieces: readonly Uint8Array[], length: number): void {
+    const isBig = length >= COPY_PAYLOAD_BELOW_BYTES;
+    let off = this.reserve(FRAME_HEADER_BYTES + (isBig ? 0 : length));
+    const buf = this.scratch;
+    writeFrameHeader(buf, off, type, id, length);
+    off += FRAME_HEADER_BYTES;
+    for (const piece of pieces) {
+      if (isBig) {
+        this.queue(piece);
+        continue;
+      }
+      buf.set(piece, off);
+      off += piece.length;
+    }
+  }
+
+  /** A REQ frame: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + environFields(), then the inline body. */
+  request(id: number, flags: number, path: string, fields: string, body: readonly Uint8Array[], bodyBytes: number): void {
+    const headBytes = 1 + 4 + path.length + 4 + fields.length;
+    const isBig = headBytes + bodyBytes >= COPY_PAYLOAD_BELOW_BYTES;
+    let off = this.reserve(FRAME_HEADER_BYTES + headBytes + (isBig ? 0 : bodyBytes));
+    const buf = this.scratch;
+    writeFrameHeader(buf, off, FRAME.REQ, id, headBytes + bodyBytes);
+    off += FRAME_HEADER_BYTES;
+    buf[off] = flags;
+    buf.writeUInt32BE(path.length, off + 1);
+    off += 5 + buf.write(path, off + 5, path.length, "latin1");
+    buf.writeUInt32BE(fields.length, off);
+    off += 4 + buf.write(fields, off + 4, fields.length, "latin1");
+    for (const piece of body) {
+      if (isBig) {
+        this.queue(piece);
+        continue;
+      }
+      buf.set(piece, off);
+      off += piece.length;
+    }
+  }
+
   queue(bytes: Uint8Array): void {
+    if (bytes.length < SMALL_PIECE_BYTES) {
+      const off = this.reserve(bytes.length);
+      this.scratch.set(bytes, off);
+      return;
+    }
+    this.seal();
     this.outbox.push(bytes);
-    this.outboxBytes += bytes.length;
+    this.queueFlush();
+  }
+
+  private queueFlush(): void {
     if (!this.isFlushQueued) {
       // Frames made in one turn of the event loop go out in one write: setImmediate runs
       // after every socket callback of the turn (a microtask would run after each one),
@@ -482,6 +546,21 @@ class FrameWriter {
       this.isFlushQueued = true;
       setImmediate(this.flushQueued);
     }
+  }
+
+  /** The frames in scratch so far go to the outbox, as a view, ahead of what is queued next. */
+  private seal(): void {
+    if (this.used > this.sealed) {
+      this.outbox.push(this.scratch.subarray(this.sealed, this.used));
+      this.sealed = this.used;
+    }
+  }
+
+  /** A fresh scratch buffer; views of the old one in the outbox keep it alive until written. */
+  private renewScratch(atLeast: number): void {
+    this.seal();
+    this.scratch = Buffer.allocUnsafe(Math.max(SCRATCH_BYTES, atLeast));
+    this.used = this.sealed = 0;
   }
 
   private readonly flushQueued = (): void => {
@@ -497,19 +576,25 @@ class FrameWriter {
   private writeOutbox(): void {
     const socket = this.socket;
     if (socket === null) return;
-    while (this.outbox.length > 0) {
-      const data = this.outboxBytes < COPY_PAYLOAD_BELOW_BYTES && this.outbox.length > 1 ? Buffer.concat(this.outbox) : this.outbox[0];
-      const taken = data === this.outbox[0] ? 1 : this.outbox.length;
+    this.seal();
+    const outbox = this.outbox;
+    let i = 0;
+    while (i < outbox.length) {
+      const data = outbox[i];
       const written = socket.write(data);
       if (written < 0) return; // closed: the worker's end is handled by the pool
-      this.outbox.splice(0, taken);
-      this.outboxBytes -= written;
       if (written < data.length) {
-        this.outbox.unshift(data.subarray(written));
+        outbox[i] = data.subarray(written);
+        outbox.splice(0, i);
         this.isWriteBlocked = true;
+        // What is left may be a view of scratch: new frames must not overwrite it.
+        if (this.sealed > 0) this.renewScratch(0);
         return;
       }
+      i++;
     }
+    outbox.length = 0;
+    this.used = this.sealed = 0; // all taken: scratch is free again
   }
 }
 
@@ -544,19 +629,20 @@ class PyWorker {
   get busy(): number { return this.requests.size; }
 
   send(type: Frame, id: number, payload: Uint8Array | null = null): void {
-    if (this.state !== "dead") this.data.queue(encodeFrame(type, id, payload));
+    if (this.state !== "dead") this.data.frame(type, id, payload === null ? NO_PIECES : [payload], payload === null ? 0 : payload.length);
   }
 
   sendControl(type: Frame, id: number): void {
-    if (this.state !== "dead") this.control.queue(encodeFrame(type, id));
+    if (this.state !== "dead") this.control.frame(type, id, NO_PIECES, 0);
   }
 
   /** A frame whose payload is the pieces in order; large ones are queued as they are, not copied. */
   sendPieces(type: Frame, id: number, pieces: Uint8Array[], length: number): void {
-    if (this.state === "dead") return;
-    if (length < COPY_PAYLOAD_BELOW_BYTES) return this.data.queue(encodeFrameOf(type, id, pieces, length));
-    this.data.queue(encodeFrameOf(type, id, [], 0, length));
-    for (const piece of pieces) this.data.queue(piece);
+    if (this.state !== "dead") this.data.frame(type, id, pieces, length);
+  }
+
+  sendRequest(id: number, flags: number, environ: Record<string, string>, body: readonly Uint8Array[], bodyBytes: number): void {
+    if (this.state !== "dead") this.data.request(id, flags, environ.PATH_INFO, environFields(environ), body, bodyBytes);
   }
 
   /** Requests the app is running now. */
@@ -696,8 +782,7 @@ class PythonWorkerPool implements PythonStage {
       request.state = "sent";
       this.waitingInWorkers++;
     }
-    const fields = encodeRequest(ex.environ, flags);
-    worker.sendPieces(FRAME.REQ, request.id, [fields, ...inline], fields.length + inlineBytes);
+    worker.sendRequest(request.id, flags, ex.environ, inline, inlineBytes);
   }
 
   /** The whole body, in the pieces it came in, if it is all here and not large; null when it must be streamed. */
@@ -767,16 +852,19 @@ class PythonWorkerPool implements PythonStage {
   // -- frames from workers --
 
   private onWorkerData(worker: PyWorker, reader: FrameReader, bytes: Buffer): void {
-    for (const [type, id, payload] of reader.frames(bytes)) {
+    reader.read(bytes, (type, id, buf, start, end) => {
       try {
-        this.onFrame(worker, type, id, payload);
+        this.onFrame(worker, type, id, buf, start, end);
       } catch (err) {
         this.log.error(`bad frame ${type} from ${worker.describe()}: ${describeError(err)}`);
       }
-    }
+    });
   }
 
-  private onFrame(worker: PyWorker, type: Frame, id: number, payload: Buffer): void {
+  /** One frame from a worker; its payload is buf[start, end). */
+  private onFrame(worker: PyWorker, type: Frame, id: number, buf: Buffer, start: number, end: number): void {
+    if (type === FRAME.RESPONSE) return this.onResponse(worker, id, buf, start, end); // the common case first
+    const payload = buf.subarray(start, end);
     if (type === FRAME.READY) return this.onReady(worker);
     if (type === FRAME.BOOT_ERROR) return this.onBootError(worker, payload.toString("utf8"));
     const request = worker.requests.get(id);
@@ -787,20 +875,8 @@ class PythonWorkerPool implements PythonStage {
         this.markStarted(request);
         if (ex.isAborted) worker.send(FRAME.ABORT, id); // its ABORT went by control before it started
         return;
-      case FRAME.RESPONSE: {
-        const headLength = payload.readUInt32BE(0);
-        const [status, headers] = decodeResponseHead(payload.subarray(4, 4 + headLength));
-        const body = payload.subarray(4 + headLength);
-        this.respond(request, () => {
-          ex.setResponse(status, headers);
-          ex.knownLength = body.length;
-          ex.writeBody(body);
-          ex.endResponse();
-        });
-        return this.settle(worker, request);
-      }
       case FRAME.START: {
-        const [status, headers] = decodeResponseHead(payload);
+        const [status, headers] = decodeResponseHead(payload.toString("latin1"));
         if (takeBufferingChoice(headers) && this.spoolLimits.memoryBytes + this.spoolLimits.fileBytes > 0) {
           request.spool = new ResponseSpool(ex, this.spoolLimits,
             (chunk) => { this.respond(request, () => ex.writeBody(chunk)); ex.flush(); },
@@ -845,6 +921,23 @@ class PythonWorkerPool implements PythonStage {
         ex.workerEnviron = JSON.parse(payload.toString("utf8"));
         return;
     }
+  }
+
+  /** A whole answer in one frame: u32 head length, the head ("status\0name\0value…"), the body. */
+  private onResponse(worker: PyWorker, id: number, buf: Buffer, start: number, end: number): void {
+    const request = worker.requests.get(id);
+    if (request === undefined) return; // an answer for a request already settled (504, client gone)
+    const ex = request.ex;
+    const bodyStart = start + 4 + buf.readUInt32BE(start);
+    const [status, headers] = decodeResponseHead(buf.toString("latin1", start + 4, bodyStart));
+    const body = buf.subarray(bodyStart, end);
+    this.respond(request, () => {
+      ex.setResponse(status, headers);
+      ex.knownLength = body.length;
+      ex.writeBody(body);
+      ex.endResponse();
+    });
+    this.settle(worker, request);
   }
 
   private finishRequest(worker: PyWorker, request: PyRequest): void {

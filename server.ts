@@ -3020,7 +3020,7 @@ const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Lines to a file descriptor, gathered and written at most every 100 ms (an access log line per request must not cost a syscall). */
-class LineSink {
+export class LineSink {
   /** Sinks writing to a named file: what SIGUSR1 reopens. */
   static readonly files = new Set<LineSink>();
   private lines: string[] = [];
