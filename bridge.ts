@@ -291,7 +291,7 @@ class PyRequest {
   startedAt = 0;
   isCancelSent = false;
   /** The whole body, kept while the request can still be re-sent (inline bodies only). */
-  body: Uint8Array[] | null = null;
+  body: readonly Uint8Array[] | null = null;
   sendfile: Promise<void> | null = null;
   /** A streamed answer held for the client (nginx's proxy_buffering); null: credit follows the client. */
   spool: ResponseSpool | null = null;
@@ -652,8 +652,15 @@ class PyWorker {
 
   /** Every started request is younger than PIPELINE_MAX_AGE_MS: what waits behind them will soon run. */
   isYoung(now: number): boolean {
-    // (A plain loop, not started(): this runs for each busy worker at each dispatch.)
-    for (const r of this.requests.values()) if (r.state === "started" && now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
+    // This runs for each busy worker at each dispatch, so it looks only at the head of the
+    // line: a worker runs its requests in the order sent (the Map's order), so the started
+    // ones come first and the first one waiting ends the search. (A request the front marks
+    // started on sending can be behind one whose STARTED is still on its way; it is the
+    // youngest, and the one ahead of it starts first.)
+    for (const r of this.requests.values()) {
+      if (r.state !== "started") return true;
+      if (now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
+    }
     return true;
   }
 
@@ -763,7 +770,7 @@ class PythonWorkerPool implements PythonStage {
     let flags = 0;
     if (request.body === null && !ex.head.expectContinue) request.body = this.takeBodyIfComplete(ex);
     // A body that is all here travels with the request (and stays here until it starts); anything else is pulled.
-    const inline = request.body ?? [];
+    const inline = request.body ?? NO_PIECES;
     let inlineBytes = 0;
     for (const piece of inline) inlineBytes += piece.length;
     if (inlineBytes > 0) flags |= REQ_FLAG.BODY_INLINE;
@@ -786,9 +793,9 @@ class PythonWorkerPool implements PythonStage {
   }
 
   /** The whole body, in the pieces it came in, if it is all here and not large; null when it must be streamed. */
-  private takeBodyIfComplete(ex: AppExchange): Uint8Array[] | null {
+  private takeBodyIfComplete(ex: AppExchange): readonly Uint8Array[] | null {
     const head = ex.head;
-    if (!head.chunked && head.contentLength <= 0) return [];
+    if (!head.chunked && head.contentLength <= 0) return NO_PIECES;
     if (head.chunked || head.contentLength > MAX_INLINE_BODY_BYTES || ex.bufferedBytes < head.contentLength) return null;
     const { pieces, isEnd } = ex.readReceivedBody(Infinity);
     return isEnd ? pieces : null; // (always the end: every byte is here)
