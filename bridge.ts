@@ -94,18 +94,13 @@ function writeFrameHeader(buf: Buffer, off: number, type: Frame, id: number, pay
 }
 
 /**
- * The environ items of a REQ but PATH_INFO, as "k\0v\0…" (without the last NUL). Each
- * character is one byte on the wire (latin-1, PEP 3333's native strings), so the string's
- * length is its byte length. One join: a string built with += would be a rope, flattened
- * again when written.
+ * Writes s at off as latin-1 (PEP 3333's native strings: one byte per character) and
+ * returns the offset after it. A plain loop: for the short keys and values of an environ it
+ * is several times faster than building one string and writing that (measured).
  */
-function environFields(environ: Record<string, string>): string {
-  const parts: string[] = [];
-  for (const key in environ) {
-    if (key === "PATH_INFO") continue;
-    parts.push(key, environ[key]);
-  }
-  return parts.join("\0");
+function writeLatin1(buf: Buffer, off: number, s: string): number {
+  for (let i = 0; i < s.length; i++) buf[off++] = s.charCodeAt(i);
+  return off;
 }
 
 /** "status\0name\0value\0…" → [status, headers]. */
@@ -504,9 +499,13 @@ class FrameWriter {
     }
   }
 
-  /** A REQ frame: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + environFields(), then the inline body. */
-  request(id: number, flags: number, path: string, fields: string, body: readonly Uint8Array[], bodyBytes: number): void {
-    const headBytes = 1 + 4 + path.length + 4 + fields.length;
+  /** A REQ frame: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + the other environ items as k\0v\0…, then the inline body. */
+  request(id: number, flags: number, environ: Record<string, string>, body: readonly Uint8Array[], bodyBytes: number): void {
+    const path = environ.PATH_INFO;
+    let fieldBytes = 0;
+    for (const key in environ) if (key !== "PATH_INFO") fieldBytes += key.length + environ[key].length + 2;
+    if (fieldBytes > 0) fieldBytes--; // no NUL after the last value
+    const headBytes = 1 + 4 + path.length + 4 + fieldBytes;
     const isBig = headBytes + bodyBytes >= COPY_PAYLOAD_BELOW_BYTES;
     let off = this.reserve(FRAME_HEADER_BYTES + headBytes + (isBig ? 0 : bodyBytes));
     const buf = this.scratch;
@@ -514,9 +513,17 @@ class FrameWriter {
     off += FRAME_HEADER_BYTES;
     buf[off] = flags;
     buf.writeUInt32BE(path.length, off + 1);
-    off += 5 + buf.write(path, off + 5, path.length, "latin1");
-    buf.writeUInt32BE(fields.length, off);
-    off += 4 + buf.write(fields, off + 4, fields.length, "latin1");
+    off = writeLatin1(buf, off + 5, path);
+    buf.writeUInt32BE(fieldBytes, off);
+    off += 4;
+    const fieldsEnd = off + fieldBytes;
+    for (const key in environ) {
+      if (key === "PATH_INFO") continue;
+      off = writeLatin1(buf, off, key);
+      buf[off++] = 0;
+      off = writeLatin1(buf, off, environ[key]);
+      if (off < fieldsEnd) buf[off++] = 0;
+    }
     for (const piece of body) {
       if (isBig) {
         this.queue(piece);
@@ -642,7 +649,7 @@ class PyWorker {
   }
 
   sendRequest(id: number, flags: number, environ: Record<string, string>, body: readonly Uint8Array[], bodyBytes: number): void {
-    if (this.state !== "dead") this.data.request(id, flags, environ.PATH_INFO, environFields(environ), body, bodyBytes);
+    if (this.state !== "dead") this.data.request(id, flags, environ, body, bodyBytes);
   }
 
   /** Requests the app is running now. */
