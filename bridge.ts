@@ -103,6 +103,23 @@ function writeLatin1(buf: Buffer, off: number, s: string): number {
   return off;
 }
 
+/**
+ * The last RESPONSE head decoded. Most apps answer alike request after request, so the
+ * next head is compared as bytes and, when it is the same, its decoding is used again. The
+ * headers array is then shared by those exchanges: nothing writes into a RESPONSE's headers
+ * (only START's, in takeBufferingChoice, which never come from here).
+ */
+const lastResponseHead = { bytes: Buffer.alloc(0), decoded: null as [string, [string, string][]] | null };
+
+function decodeResponseHeadAt(buf: Buffer, start: number, end: number): [string, [string, string][]] {
+  const last = lastResponseHead;
+  const n = end - start;
+  if (last.decoded !== null && last.bytes.length === n && buf.compare(last.bytes, 0, n, start, end) === 0) return last.decoded;
+  last.decoded = decodeResponseHead(buf.toString("latin1", start, end));
+  last.bytes = Buffer.from(buf.subarray(start, end)); // a copy: the read's buffer goes on to other uses
+  return last.decoded;
+}
+
 /** "status\0name\0value\0…" → [status, headers]. */
 function decodeResponseHead(text: string): [string, [string, string][]] {
   const parts = text.split("\0");
@@ -943,7 +960,7 @@ class PythonWorkerPool implements PythonStage {
     if (request === undefined) return; // an answer for a request already settled (504, client gone)
     const ex = request.ex;
     const bodyStart = start + 4 + buf.readUInt32BE(start);
-    const [status, headers] = decodeResponseHead(buf.toString("latin1", start + 4, bodyStart));
+    const [status, headers] = decodeResponseHeadAt(buf, start + 4, bodyStart);
     const body = buf.subarray(bodyStart, end);
     this.respond(request, () => {
       ex.setResponse(status, headers);
