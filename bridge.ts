@@ -626,6 +626,8 @@ class FrameWriter {
 class PyWorker {
   state: WorkerState = "booting";
   readonly requests = new Map<number, PyRequest>();
+  /** Of those, the started ones, oldest first (each is added when it starts, so startedAt only grows). */
+  readonly running: PyRequest[] = [];
   served = 0;
   readyAt = 0;
   exit: ExitStatus | null = null;
@@ -670,22 +672,15 @@ class PyWorker {
   }
 
   /** Requests the app is running now. */
-  *started(): Generator<PyRequest> {
-    for (const r of this.requests.values()) if (r.state === "started") yield r;
+  started(): readonly PyRequest[] {
+    return this.running;
   }
 
   /** Every started request is younger than PIPELINE_MAX_AGE_MS: what waits behind them will soon run. */
   isYoung(now: number): boolean {
-    // This runs for each busy worker at each dispatch, so it looks only at the head of the
-    // line: a worker runs its requests in the order sent (the Map's order), so the started
-    // ones come first and the first one waiting ends the search. (A request the front marks
-    // started on sending can be behind one whose STARTED is still on its way; it is the
-    // youngest, and the one ahead of it starts first.)
-    for (const r of this.requests.values()) {
-      if (r.state !== "started") return true;
-      if (now - r.startedAt > PIPELINE_MAX_AGE_MS) return false;
-    }
-    return true;
+    // This runs for each busy worker at each dispatch: only the oldest is looked at.
+    const oldest = this.running[0];
+    return oldest === undefined || now - oldest.startedAt <= PIPELINE_MAX_AGE_MS;
   }
 
   describe(): string {
@@ -778,12 +773,12 @@ class PythonWorkerPool implements PythonStage {
   /** A worker with a free thread, least busy first; else one whose pipeline has room behind young requests. */
   private pickWorker(): PyWorker | null {
     const threads = this.config.threads;
-    const now = performance.now();
+    let now = -1;
     let best: PyWorker | null = null;
     for (const w of this.workers) {
       if (w.state !== "ready" || w.busy >= threads + PIPELINE_DEPTH) continue;
       if (w.maxRequests > 0 && w.served + w.busy >= w.maxRequests) continue; // --max-requests: never hand it more
-      if (w.busy >= threads && !w.isYoung(now)) continue;
+      if (w.busy >= threads && !w.isYoung(now < 0 ? (now = performance.now()) : now)) continue;
       if (best === null || w.busy < best.busy) best = w;
     }
     return best;
@@ -827,10 +822,12 @@ class PythonWorkerPool implements PythonStage {
 
   /** The app has the request now: it can no longer be taken back or re-sent. */
   private markStarted(request: PyRequest): void {
+    if (request.state === "started") return;
     if (request.state === "sent") this.waitingInWorkers--;
     request.state = "started";
     request.startedAt = performance.now();
     request.body = null;
+    request.worker?.running.push(request);
   }
 
   /** The request leaves its worker (answered, taken back, or its worker died). */
@@ -839,6 +836,11 @@ class PythonWorkerPool implements PythonStage {
     if (worker === null) return;
     worker.requests.delete(request.id);
     if (request.state === "sent") this.waitingInWorkers--;
+    if (request.state === "started") {
+      const running = worker.running;
+      const i = running.indexOf(request); // among the few started: at most --threads, and usually the first
+      if (i !== -1) running.splice(i, 1);
+    }
     request.worker = null;
     request.state = "queued";
   }
