@@ -139,7 +139,7 @@ function u32(n: number): Buffer {
  * are kept as they came and joined once, when the frame is whole: a 1 MiB frame arriving
  * in 64 KiB reads is copied once, not sixteen times.
  */
-class FrameReader {
+export class FrameReader {
   private inbox: Buffer[] = [];
   private inboxBytes = 0;
   private inboxNeeds = 0; // bytes of the incomplete frame (or of a header, until it is known)
@@ -481,7 +481,7 @@ interface ExitStatus { code: number | null; signal: string | null }
  * socket has taken it all (a request costs no allocation of its own); big payloads are
  * queued as they are (views into the client's bytes: a body is never copied on its way).
  */
-class FrameWriter {
+export class FrameWriter {
   socket: import("bun").Socket<unknown> | null = null;
   private scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   private used = 0; // scratch bytes holding frames
@@ -611,8 +611,7 @@ class FrameWriter {
         outbox[i] = data.subarray(written);
         outbox.splice(0, i);
         this.isWriteBlocked = true;
-        // What is left may be a view of scratch: new frames must not overwrite it.
-        if (this.sealed > 0) this.renewScratch(0);
+        // What is left may be a view of scratch; new frames go after it (used only goes back to 0 below).
         return;
       }
       i++;
