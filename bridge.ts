@@ -72,18 +72,12 @@ const NO_PIECES: readonly Uint8Array[] = [];
  */
 const MAX_INLINE_BODY_BYTES = 1024 * 1024;
 
+/** One frame as a buffer of its own (the writer's frame() puts frames into its scratch instead). */
 export function encodeFrame(type: Frame, id: number, payload: Uint8Array | null = null): Buffer {
-  return payload === null ? encodeFrameOf(type, id, [], 0) : encodeFrameOf(type, id, [payload], payload.length);
-}
-
-function encodeFrameOf(type: Frame, id: number, pieces: Uint8Array[], length: number): Buffer {
+  const length = payload === null ? 0 : payload.length;
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
   writeFrameHeader(frame, 0, type, id, length);
-  let off = FRAME_HEADER_BYTES;
-  for (const piece of pieces) {
-    frame.set(piece, off);
-    off += piece.length;
-  }
+  if (payload !== null) frame.set(payload, FRAME_HEADER_BYTES);
   return frame;
 }
 
@@ -502,18 +496,9 @@ export class FrameWriter {
   /** One frame: its header, then the payload's pieces (copied when small; a big payload's pieces are queued as they are). */
   frame(type: Frame, id: number, pieces: readonly Uint8Array[], length: number): void {
     const isBig = length >= COPY_PAYLOAD_BELOW_BYTES;
-    let off = this.reserve(FRAME_HEADER_BYTES + (isBig ? 0 : length));
-    const buf = this.scratch;
-    writeFrameHeader(buf, off, type, id, length);
-    off += FRAME_HEADER_BYTES;
-    for (const piece of pieces) {
-      if (isBig) {
-        this.queue(piece);
-        continue;
-      }
-      buf.set(piece, off);
-      off += piece.length;
-    }
+    const off = this.reserve(FRAME_HEADER_BYTES + (isBig ? 0 : length));
+    writeFrameHeader(this.scratch, off, type, id, length);
+    this.putPayload(pieces, isBig, off + FRAME_HEADER_BYTES);
   }
 
   /** A REQ frame: u8 flags, u32 + PATH_INFO (may hold NUL), u32 + the other environ items as k\0v\0…, then the inline body. */
@@ -541,11 +526,17 @@ export class FrameWriter {
       off = writeLatin1(buf, off, environ[key]);
       if (off < fieldsEnd) buf[off++] = 0;
     }
-    for (const piece of body) {
-      if (isBig) {
-        this.queue(piece);
-        continue;
-      }
+    this.putPayload(body, isBig, off);
+  }
+
+  /** A frame's payload pieces: copied into scratch at off (reserved for them), or, when the payload is big, queued as they are. */
+  private putPayload(pieces: readonly Uint8Array[], isBig: boolean, off: number): void {
+    if (isBig) {
+      for (const piece of pieces) this.queue(piece);
+      return;
+    }
+    const buf = this.scratch;
+    for (const piece of pieces) {
       buf.set(piece, off);
       off += piece.length;
     }
