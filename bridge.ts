@@ -484,7 +484,7 @@ export class FrameWriter {
   private isFlushQueued = false;
   private isWriteBlocked = false; // a write fell short: the rest goes on drain
 
-  /** Room for `n` bytes of frames at the returned offset of `buffer`, written before the next turn. */
+  /** Room for `n` bytes of frames at the returned offset of scratch; they go out at the end of this turn. */
   reserve(n: number): number {
     if (this.used + n > this.scratch.length) this.renewScratch(n);
     const off = this.used;
@@ -542,6 +542,7 @@ export class FrameWriter {
     }
   }
 
+  /** Bytes that follow what is queued (a big frame's payload piece): small ones copied into scratch, others kept as they are. */
   queue(bytes: Uint8Array): void {
     if (bytes.length < SMALL_PIECE_BYTES) {
       const off = this.reserve(bytes.length);
