@@ -4,22 +4,13 @@
 // timers, FIN for what is over and RST only for an answer cut short, maxConnections, and
 // graceful stop.
 import { afterEach, describe, expect, test } from "bun:test";
-import type { WsgiApp } from "../server.ts";
-import { RawClient, cleanUp, deferred, exchange, header, parseResponses, serve, sleep, HOST, countingEchoApp, get } from "./helpers.ts";
+import { RawClient, cleanUp, deferred, exchange, header, parseResponses, pathApp, serve, sleep, HOST, countingEchoApp, get } from "./helpers.ts";
 import { startPy, stopPy } from "./pyhelpers.ts";
 
 afterEach(cleanUp);
 
 const echo = countingEchoApp();
 const echoApp = echo.app;
-
-/** Answers with the path it saw (PATH_INFO), after a delay for /slow. */
-const pathApp: WsgiApp = async (environ, start) => {
-  if (environ.PATH_INFO === "/slow") await sleep(150);
-  const body = Buffer.from(environ.PATH_INFO + (environ.REQUEST_METHOD === "POST" ? ":" + Buffer.from(environ["wsgi.input"].read()).toString() : ""));
-  start("200 OK", [["Content-Type", "text/plain"]]);
-  return [body];
-};
 
 // ==== keep-alive, pipelining ====
 

@@ -571,6 +571,14 @@ export const HOST = "Host: t\r\n";
 /** A GET of `target` with a Host line and any `extra` header lines. */
 export const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\n${HOST}${extra}\r\n`;
 
+/** Answers with the path it saw (PATH_INFO, then ":" and the body for a POST), after 150 ms for /slow. */
+export const pathApp: WsgiApp = async (environ, start) => {
+  if (environ.PATH_INFO === "/slow") await sleep(150);
+  const body = Buffer.from(environ.PATH_INFO + (environ.REQUEST_METHOD === "POST" ? ":" + Buffer.from(environ["wsgi.input"].read()).toString() : ""));
+  start("200 OK", [["Content-Type", "text/plain"]]);
+  return [body];
+};
+
 /** An app answering "PATH_INFO:body" that counts its calls (tests check it never ran for a refused request). */
 export function countingEchoApp(): { app: WsgiApp; calls: number } {
   const counter = {

@@ -3,22 +3,12 @@
 // or close-delimited bodies, no body for HEAD/204/304, latin-1 header values, Date and
 // Server, hop-by-hop headers owned by the server, and write() before the returned body.
 import { afterEach, describe, expect, test } from "bun:test";
-import { type WsgiApp, SERVER_HEADER } from "../server.ts";
-import { RawClient, cleanUp, exchange, header, headerValues, parseResponses, serve, sleep } from "./helpers.ts";
+import { SERVER_HEADER } from "../server.ts";
+import { HOST, RawClient, cleanUp, exchange, get, header, headerValues, parseResponses, pathApp, serve } from "./helpers.ts";
 
 afterEach(cleanUp);
 
-const HOST = "Host: t\r\n";
-const get = (target: string, extra = "") => `GET ${target} HTTP/1.1\r\n${HOST}${extra}\r\n`;
 const IMF_FIXDATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$/;
-
-/** Answers with the path it saw (PATH_INFO), after a delay for /slow. */
-const pathApp: WsgiApp = async (environ, start) => {
-  if (environ.PATH_INFO === "/slow") await sleep(150);
-  const body = Buffer.from(environ.PATH_INFO + (environ.REQUEST_METHOD === "POST" ? ":" + Buffer.from(environ["wsgi.input"].read()).toString() : ""));
-  start("200 OK", [["Content-Type", "text/plain"]]);
-  return [body];
-};
 
 // ==== response framing ====
 
