@@ -204,15 +204,21 @@ test("--access-logfile - prints a gunicorn-style combined log line on stdout", a
   );
 });
 
+/** A server with a slow request under way, sent `signal`; returns once the client's connection closed. */
+async function signalDuringSlowRequest(signal: NodeJS.Signals) {
+  const server = await spawnServer(["-b", "127.0.0.1:0", slowApp]);
+  const client = await RawClient.connect(server.port);
+  client.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+  expect(await server.waitForOutput(/slow request started/)).toBe(true);
+  server.proc.kill(signal);
+  expect(await client.waitForClose(5000)).toBe(true);
+  return { server, client };
+}
+
 describe("graceful shutdown", () => {
   for (const signal of ["SIGTERM"] as const) {
     test(`${signal} during a slow request: the request completes, then the process exits 0`, async () => {
-      const server = await spawnServer(["-b", "127.0.0.1:0", slowApp]);
-      const client = await RawClient.connect(server.port);
-      client.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-      expect(await server.waitForOutput(/slow request started/)).toBe(true);
-      server.proc.kill(signal);
-      expect(await client.waitForClose(5000)).toBe(true);
+      const { server, client } = await signalDuringSlowRequest(signal);
       const responses = client.responses();
       expect(responses.length).toBe(1);
       expect(responses[0].statusLine).toBe("HTTP/1.1 200 OK");
@@ -229,12 +235,7 @@ describe("graceful shutdown", () => {
 describe("quick shutdown", () => {
   for (const signal of ["SIGINT", "SIGQUIT"] as const) {
     test(`${signal} during a slow request: the connection closes unanswered and the process exits 0`, async () => {
-      const server = await spawnServer(["-b", "127.0.0.1:0", slowApp]);
-      const client = await RawClient.connect(server.port);
-      client.write("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-      expect(await server.waitForOutput(/slow request started/)).toBe(true);
-      server.proc.kill(signal);
-      expect(await client.waitForClose(5000)).toBe(true);
+      const { server, client } = await signalDuringSlowRequest(signal);
       expect(client.responses().length).toBe(0);
       expect(await server.exited).toBe(0);
       expect(server.stderr()).toContain(`Handling signal: ${signal.slice(3).toLowerCase()}; stopping now`);
