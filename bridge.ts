@@ -617,7 +617,7 @@ export class FrameWriter {
 class PyWorker {
   state: WorkerState = "booting";
   readonly requests = new Map<number, PyRequest>();
-  /** Of those, the started ones, oldest first (each is added when it starts, so startedAt only grows). */
+  /** Of those, the started ones (the app is running them), oldest first: each is added when it starts, so startedAt only grows. */
   readonly running: PyRequest[] = [];
   served = 0;
   readyAt = 0;
@@ -660,11 +660,6 @@ class PyWorker {
 
   sendRequest(id: number, flags: number, environ: Record<string, string>, body: readonly Uint8Array[], bodyBytes: number): void {
     if (this.state !== "dead") this.data.request(id, flags, environ, body, bodyBytes);
-  }
-
-  /** Requests the app is running now. */
-  started(): readonly PyRequest[] {
-    return this.running;
   }
 
   /** Every started request is younger than PIPELINE_MAX_AGE_MS: what waits behind them will soon run. */
@@ -1280,7 +1275,7 @@ class PythonWorkerPool implements PythonStage {
     if (worker.state === "dead" || worker.state === "dying") return;
     worker.state = "dying";
     worker.killedFor = why;
-    for (const request of [...worker.started()]) {
+    for (const request of [...worker.running]) {
       this.detach(request);
       request.spool?.close();
       if (!request.ex.isAborted && !request.ex.isDone) this.fail(request.ex, 502);
@@ -1396,14 +1391,12 @@ class PythonWorkerPool implements PythonStage {
 
   /** --timeout: a request running too long gets 504; its worker is killed and replaced. */
   private murderTimedOut(worker: PyWorker, now: number, limit: number): void {
-    for (const request of worker.started()) {
-      if (now - request.startedAt < limit) continue;
-      this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${request.ex.describe()} after ${this.config.timeoutS}s`);
-      this.detach(request);
-      this.fail(request.ex, 504);
-      this.abort(worker, "a request timed out");
-      return;
-    }
+    const request = worker.running[0]; // the oldest: if it is in time, all are
+    if (request === undefined || now - request.startedAt < limit) return;
+    this.log.critical(`WORKER TIMEOUT (pid:${worker.pid}) on ${request.ex.describe()} after ${this.config.timeoutS}s`);
+    this.detach(request);
+    this.fail(request.ex, 504);
+    this.abort(worker, "a request timed out");
   }
 
   /** Requests waiting behind ones that run long may wait behind a hang: take them back (over the control channel). */
