@@ -65,13 +65,15 @@ export interface PairRun {
   /** The first line printed, before the commands. */
   title: string;
   beforeRounds?: (a: Server, b: Server) => void | Promise<void>;
+  /** Both servers speak HTTPS with this certificate (PEM), which the probes trust. */
+  https?: { ca: string };
 }
 
 export async function runPair(wrk: string, a: PairSide, b: PairSide, run: PairRun, options: PairOptions): Promise<void> {
   const [serverA, serverB] = [a, b].map((side) => {
     const port = findFreePort();
     const launch = side.launch(port);
-    return { server: startServer(side.label, launch.cmd, port, { cwd: launch.cwd, env: cleanEnv() }), launch };
+    return { server: startServer(side.label, launch.cmd, port, { cwd: launch.cwd, env: cleanEnv(), https: run.https }), launch };
   });
   await Promise.all([serverA, serverB].map(({ server }) => waitUntilAnswering(server, run.path, run.isExpected)));
   console.log(run.title);
