@@ -2097,7 +2097,12 @@ function applyHeadRules(head: RequestHead, maxBodyBytes: number): HttpError | nu
     if (transferCodings.indexOf("chunked") !== transferCodings.lastIndexOf("chunked")) {
       return new HttpError(400, "CHUNKED_TWICE", "chunked transfer coding applied more than once");
     }
-    if (transferCodings.length !== 1 || transferCodings[0] !== "chunked") {
+    // RFC 9112 §6.3 ¶4: unless chunked is the last coding the body's length cannot be known: 400 (MUST).
+    if (transferCodings[transferCodings.length - 1] !== "chunked") {
+      return new HttpError(400, "CHUNKED_NOT_FINAL", "chunked is not the final transfer coding");
+    }
+    // RFC 9112 §6.1: a coding the server does not understand (gzip, chunked) SHOULD get 501.
+    if (transferCodings.length !== 1) {
       return new HttpError(501, "UNSUPPORTED_TRANSFER_CODING", "only chunked transfer coding is supported");
     }
     head.chunked = true;
