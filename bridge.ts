@@ -679,6 +679,8 @@ class PyWorker {
 class PythonWorkerPool implements PythonStage {
   private readonly workers = new Set<PyWorker>();
   private readonly queue: PyRequest[] = [];
+  /** Requests whose body is still arriving (isBodyStillArriving): in no queue yet, but waiting all the same. */
+  private readonly awaitingBody = new Set<PyRequest>();
   /** Requests sent to a worker that has not started them: they wait there, and count against --backlog. */
   private waitingInWorkers = 0;
   private nextWorkerId = 1;
@@ -737,7 +739,9 @@ class PythonWorkerPool implements PythonStage {
 
   private queueOnceBodyArrived(request: PyRequest): void {
     const ex = request.ex;
+    this.awaitingBody.add(request);
     ex.whenBodyReadable(() => {
+      this.awaitingBody.delete(request);
       if (ex.isAborted || ex.isDone) return;
       if (this.isBodyStillArriving(ex)) return this.queueOnceBodyArrived(request);
       this.queue.push(request);
@@ -835,31 +839,39 @@ class PythonWorkerPool implements PythonStage {
   readonly faults = { 502: 0, 503: 0, 504: 0 };
   private refusedSinceLog = 0;
   private refusalLogTimer: ReturnType<typeof setTimeout> | null = null;
+  private refusalReason = "";
 
   private fail(ex: AppExchange, status: 502 | 504): void {
     this.faults[status]++;
     ex.failWith(status, "");
   }
 
-  /** 503 with Retry-After; logged at most once a second (an overload must not also flood the log). */
+  /** 503 with Retry-After; counted in one log line per second and reason (an overload must not also flood the log). */
   private refuse(ex: AppExchange, why: string): void {
     this.faults[503]++;
+    if (why !== this.refusalReason) this.logRefusals(); // one line per reason
+    this.refusalReason = why;
     this.refusedSinceLog++;
     ex.failWith(503, "", [["Retry-After", "1"]]);
-    this.refusalLogTimer ??= setTimeout(() => {
-      this.refusalLogTimer = null;
-      this.log.warning(`${this.refusedSinceLog} request(s) answered 503: ${why}`);
-      this.refusedSinceLog = 0;
-    }, 1000);
+    this.refusalLogTimer ??= setTimeout(() => this.logRefusals(), 1000);
+  }
+
+  private logRefusals(): void {
+    if (this.refusalLogTimer !== null) clearTimeout(this.refusalLogTimer);
+    this.refusalLogTimer = null;
+    if (this.refusedSinceLog === 0) return;
+    this.log.warning(`${this.refusedSinceLog} request(s) answered 503: ${this.refusalReason}`);
+    this.refusedSinceLog = 0;
   }
 
   private onClientGone(request: PyRequest): void {
     request.spool?.close();
     const worker = request.worker;
     if (worker === null) {
-      // Still queued: drop it before it reaches a worker.
+      // Still queued (or its body still arriving): drop it before it reaches a worker.
       const i = this.queue.indexOf(request);
       if (i !== -1) this.queue.splice(i, 1);
+      this.awaitingBody.delete(request);
       return;
     }
     // Not started: the control channel reaches the worker even while its app runs.
@@ -1457,7 +1469,12 @@ class PythonWorkerPool implements PythonStage {
   async stop(graceful: boolean): Promise<void> {
     this.beginDrain();
     if (this.ticker !== null) clearInterval(this.ticker);
+    // Every request still waiting for a worker gets its 503 now, and the log says so now: the
+    // process may exit right after this (a failed boot), before the refusal log's timer.
     for (const request of this.queue.splice(0)) this.refuse(request.ex, "the server is stopping");
+    for (const request of this.awaitingBody) this.refuse(request.ex, "the server is stopping");
+    this.awaitingBody.clear();
+    this.logRefusals();
     for (const worker of this.workers) {
       if (graceful) this.retire(worker);
       else worker.sendControl(FRAME.QUIT, 0); // worker_int, then exit; killed below if it does not
