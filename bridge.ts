@@ -990,8 +990,9 @@ class PythonWorkerPool implements PythonStage {
 
   /** The worker is done with a request: free its thread, recycle it if it has served enough. */
   private settle(worker: PyWorker, request: PyRequest): void {
+    const hasRun = request.state === "started"; // not one taken back unstarted (its client left)
     this.detach(request);
-    worker.served++;
+    if (hasRun) worker.served++;
     if (worker.maxRequests > 0 && worker.served >= worker.maxRequests && worker.state === "ready") {
       this.log.info(`${worker.describe()} served ${worker.served} requests; recycling`);
       this.retire(worker, "max-requests");

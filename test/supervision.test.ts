@@ -97,6 +97,23 @@ test("--max-requests 20 --max-requests-jitter 5: 300 keep-alive requests at conc
   for (const p of before) expect(isAlive(p)).toBe(false);
 }, 60_000);
 
+test("--max-requests counts the requests a worker ran, not one whose client left before it started", async () => {
+  const server = await startPy(PROBE, ["-w", "1", "--max-requests", "3"]);
+  const running = request(server.port, "/sleep?s=0.6");
+  await sleep(10);
+  // Sent to the worker behind the running one (pipelined), then abandoned: the worker drops it unstarted.
+  const abandoned = await RawClient.connect(server.port);
+  abandoned.write("GET /pid HTTP/1.1\r\nHost: x\r\n\r\n");
+  await sleep(150);
+  abandoned.destroy();
+  const pid = bodyText(await running);
+  // The worker ran one request so far: two more, and it is recycled after the second.
+  expect(bodyText(await request(server.port, "/pid"))).toBe(pid);
+  expect(bodyText(await request(server.port, "/pid"))).toBe(pid);
+  expect(await waitFor(() => !isAlive(Number(pid)), 5000)).toBe(true);
+  expect(bodyText(await request(server.port, "/pid"))).not.toBe(pid);
+}, 20_000);
+
 test("SIGHUP under steady load: no failed request, the edited app answers after", async () => {
   const appDir = join(dir, "reload");
   rmSync(appDir, { recursive: true, force: true });
