@@ -3897,7 +3897,7 @@ export const SETTINGS: SettingSpec[] = [
     differs: "Bun cannot fork: bunicorn starts itself again, detached, with stdio on /dev/null",
   }),
   supported("raw_env", ["-e", "--env"], "rawEnv", "env", "KEY=VALUE set in the environment of the server and the app (repeatable)"),
-  supported("pidfile", ["-p", "--pid"], "pidfile", "string", "write the server's pid to this file (removed at exit)"),
+  supported("pidfile", ["-p", "--pid"], "pidfile", "string", "write the server's pid to this file (removed at exit); a file naming a live process stops the start"),
   warned("worker_tmp_dir", ["--worker-tmp-dir"], "string", "bunicorn's workers heartbeat over their socket, not through a temp file"),
   supported("user", ["-u", "--user"], "user", "string", "when started as root: after binding, switch the server and its workers to this user (name or uid)", {
     differs: "the front switches too (gunicorn's master stays root), after binding its ports and opening its logs and certificates",
@@ -4582,7 +4582,7 @@ async function main(argv: string[]): Promise<void> {
     config.hookSettings = settingsByName(config);
   }
   const owner = exitOnStartupError(() => chooseOwner(config));
-  const { log, accessLog } = exitOnStartupError(() => checkMachine(config));
+  const { log, accessLog } = exitOnStartupError(() => checkMachine(config, config.daemon && !isDaemonChild));
   log.metrics = await openStatsd(config);
   for (const w of config.warnings) log.warning(w);
   if (config.daemon && !isDaemonChild) return startDetached(log);
@@ -4720,8 +4720,12 @@ function startDetached(log: Logger): void {
   process.exit(0);
 }
 
-/** What the flags name must exist and be usable, checked before anything starts: --chdir, both logs, the pid file. */
-function checkMachine(config: Config): { log: Logger; accessLog: LineSink | null } {
+/**
+ * What the flags name must exist and be usable, checked before anything starts: --chdir, both
+ * logs, the pid file. The pid file is the server's own: --check-config leaves it alone, and
+ * the --daemon parent only checks it (the detached server writes it).
+ */
+function checkMachine(config: Config, isDaemonParent: boolean): { log: Logger; accessLog: LineSink | null } {
   checkChdir(config);
   try {
     openRoots(config.staticMaps, "--static-map");
@@ -4730,8 +4734,35 @@ function checkMachine(config: Config): { log: Logger; accessLog: LineSink | null
     throw new StartupError(err instanceof Error ? err.message : String(err));
   }
   const opened = { log: openErrorLog(config), accessLog: openAccessLog(config) };
-  if (config.pidfile !== null) writePidfile(config.pidfile);
+  if (config.pidfile !== null && !config.checkConfig) {
+    refuseIfRunning(config.pidfile);
+    if (!isDaemonParent) writePidfile(config.pidfile);
+  }
   return opened;
+}
+
+/** gunicorn's Pidfile.validate: a pid file naming a live process (not this one) means a server already runs. */
+function refuseIfRunning(file: string): void {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "latin1");
+  } catch {
+    return; // no file yet (or unreadable: writing it says why)
+  }
+  const match = /^([0-9]{1,10})\n?$/.exec(text);
+  if (match === null) return; // not a pid: overwritten, as gunicorn does
+  const pid = Number(match[1]);
+  if (pid === 0 || pid === process.pid || !isProcessAlive(pid)) return; // stale: taken over
+  throw new StartupError(`--pid ${file}: already running on PID ${pid} (or the pid file is stale: remove it if no server runs)`);
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // alive, but another user's
+  }
 }
 
 /** gunicorn's --pid: the pid and a newline; removed at exit if it still holds our pid (a new server may have taken it over). */

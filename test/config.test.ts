@@ -409,6 +409,46 @@ describe("PORT and the settings users rely on, in a running server", () => {
   });
 });
 
+describe("--pid", () => {
+  /** A hello.ts server with --pid; resolves once the file names it. */
+  async function serveWithPidfile(pidfile: string) {
+    const port = freePort();
+    const proc = Bun.spawn([process.execPath, join(ROOT, "server.ts"), join(ROOT, "apps", "hello.ts"), "--pid", pidfile, "-b", `127.0.0.1:${port}`], {
+      cwd: dir, stdin: "ignore", stdout: "ignore", stderr: "ignore",
+    });
+    expect(await waitFor(() => existsSync(pidfile) && readFileSync(pidfile, "utf8") === `${proc.pid}\n`, 10_000)).toBe(true);
+    return proc;
+  }
+
+  test("while a server runs, another with its pid file exits 2 naming that pid, and --check-config leaves the file alone", async () => {
+    const pidfile = join(dir, "running.pid");
+    const first = await serveWithPidfile(pidfile);
+    try {
+      const second = await runCli(["--pid", pidfile, "-b", `127.0.0.1:${freePort()}`, join(ROOT, "apps", "hello.ts")], { cwd: dir });
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`bunicorn: error: --pid ${pidfile}: already running on PID ${first.pid}`);
+      const check = await runCli(["--pid", pidfile, "--check-config", join(ROOT, "apps", "hello.ts")], { cwd: dir });
+      expect(check.code).toBe(0);
+      expect(readFileSync(pidfile, "utf8")).toBe(`${first.pid}\n`); // neither took it nor removed it
+    } finally {
+      first.kill("SIGTERM");
+      await first.exited;
+    }
+    expect(existsSync(pidfile)).toBe(false);
+  });
+
+  test("a stale pid file (its process is gone) is taken over", async () => {
+    const pidfile = join(dir, "stale.pid");
+    const gone = Bun.spawn(["true"]);
+    await gone.exited;
+    writeFileSync(pidfile, `${gone.pid}\n`);
+    const server = await serveWithPidfile(pidfile);
+    server.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(existsSync(pidfile)).toBe(false);
+  });
+});
+
 describe("--daemon, --umask, --check-config", () => {
   test("-D: the command exits 0, a detached server writes its pid file and serves; SIGTERM to that pid stops it", async () => {
     const port = freePort();
@@ -428,12 +468,12 @@ describe("--daemon, --umask, --check-config", () => {
     expect(existsSync(pidfile)).toBe(false);
   });
 
-  test("--umask applies to the files the server creates (the pid file here)", async () => {
+  test("--umask applies to the files the server creates (the access log here)", async () => {
     const pidfile = join(dir, "umask.pid");
     const r = await runCli(["--umask", "0o077", "--pid", pidfile, "--check-config", join(ROOT, "apps", "hello.ts")], { cwd: dir });
     expect(r.code).toBe(0);
     expect(r.stderr).toContain("Configuration OK");
-    // --check-config exits after the checks: the pid file was written (mode 0600) and removed at exit.
+    // --check-config exits after the checks, and the pid file is the server's alone: never written.
     expect(existsSync(pidfile)).toBe(false);
     const r2 = await runCli(["--umask", "0o077", "--access-logfile", join(dir, "umask.log"), "--check-config", join(ROOT, "apps", "hello.ts")], { cwd: dir });
     expect(r2.code).toBe(0);
