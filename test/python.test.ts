@@ -73,14 +73,22 @@ describe("APP forms", () => {
   /**
    * Run a server whose workers must fail to boot; returns its exit code and error log. It
    * listens before booting (gunicorn's order), so check it never said it was ready and let the port go.
+   * `whileBooting` runs meanwhile (with the port), e.g. to send requests that must wait for the boot.
    */
-  async function bootFailure(app: string, extra: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  async function bootFailure(app: string, extra: string[] = [], options: { env?: Record<string, string>; whileBooting?: (port: number) => Promise<void> } = {}): Promise<{ code: number | null; stderr: string }> {
     const port = freePort();
     const proc = Bun.spawn([process.execPath, "server.ts", app, "-b", `127.0.0.1:${port}`, "-w", "2", "--python", join(import.meta.dir, "..", ".venv", "bin", "python"), ...extra], {
-      cwd: join(import.meta.dir, ".."), stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+      cwd: join(import.meta.dir, ".."), stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...options.env },
     });
     const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-    const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+    const stderrText = new Response(proc.stderr).text();
+    try {
+      await options.whileBooting?.(port);
+    } catch (err) {
+      proc.kill("SIGKILL");
+      throw err;
+    }
+    const [stderr, code] = await Promise.all([stderrText, proc.exited]);
     clearTimeout(timer);
     expect(await isListening(port)).toBe(false);
     expect(stderr).not.toContain("Workers ready:");
@@ -100,32 +108,25 @@ describe("APP forms", () => {
   }, 30_000);
 
   test("requests waiting for a boot that fails get 503 (a queued GET, a POST whose body is still arriving) and the log counts them", async () => {
-    const port = freePort();
-    const proc = Bun.spawn([process.execPath, "server.ts", "slow_boot:app", "--chdir", PYAPPS, "-b", `127.0.0.1:${port}`, "-w", "1", "--python", join(import.meta.dir, "..", ".venv", "bin", "python")], {
-      cwd: join(import.meta.dir, ".."), stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, BOOT_SLEEP: "1.5", BOOT_FAIL: "1" },
+    const { code, stderr } = await bootFailure("slow_boot:app", ["--chdir", PYAPPS], {
+      env: { BOOT_SLEEP: "1.5", BOOT_FAIL: "1" },
+      whileBooting: async (port) => {
+        const deadline = Date.now() + 5000; // it listens before the workers boot
+        while (!(await isListening(port)) && Date.now() < deadline) await sleep(50);
+        const queued = await RawClient.connect(port);
+        queued.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        const halfBody = await RawClient.connect(port);
+        halfBody.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+        for (const client of [queued, halfBody]) {
+          expect(await client.waitForClose(10_000)).toBe(true);
+          expect(client.text).toStartWith("HTTP/1.1 503 Service Unavailable\r\n");
+          expect(client.text).toContain("\r\nRetry-After: 1\r\n");
+        }
+      },
     });
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-    const stderr = new Response(proc.stderr).text();
-    try {
-      const deadline = Date.now() + 5000; // it listens before the workers boot
-      while (!(await isListening(port)) && Date.now() < deadline) await sleep(50);
-      const queued = await RawClient.connect(port);
-      queued.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-      const halfBody = await RawClient.connect(port);
-      halfBody.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
-      for (const client of [queued, halfBody]) {
-        expect(await client.waitForClose(10_000)).toBe(true);
-        expect(client.text).toStartWith("HTTP/1.1 503 Service Unavailable\r\n");
-        expect(client.text).toContain("\r\nRetry-After: 1\r\n");
-      }
-      expect(await proc.exited).toBe(3);
-      const log = await stderr;
-      expect(log).toContain("RuntimeError: slow-boot-failure-marker");
-      expect(log).toMatch(/\[WARNING\] 2 request\(s\) answered 503: the server is stopping/);
-    } finally {
-      clearTimeout(timer);
-      proc.kill("SIGKILL");
-    }
+    expect(code).toBe(3);
+    expect(stderr).toContain("RuntimeError: slow-boot-failure-marker");
+    expect(stderr).toMatch(/\[WARNING\] 2 request\(s\) answered 503: the server is stopping/);
   }, 30_000);
 
   test("a missing module or attribute also exits 3 with the reason", async () => {
