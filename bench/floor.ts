@@ -43,13 +43,13 @@ function bunicornNull(port: number, tls: TlsFiles | null): Launch {
 
 await benchMain({
   parse: parseOptions,
-  prepare: async (options) => {
-    const certDir = fs.mkdtempSync(join(os.tmpdir(), "bunicorn-floor-"));
-    return { wrk: await ensureWrk(), venv: await ensureVenv(), certDir, tls: options.plain ? null : await makeThrowawayCert(certDir) };
-  },
+  prepare: async () => ({ wrk: await ensureWrk(), venv: await ensureVenv() }),
   budgetMs: (options) => pairBudgetMs(options),
-  run: async (options, { wrk, venv, certDir, tls }) => {
+  run: async (options, { wrk, venv }) => {
+    // The certificate's directory is made here, where it is removed, and only for HTTPS.
+    const certDir = options.plain ? null : fs.mkdtempSync(join(os.tmpdir(), "bunicorn-floor-"));
     try {
+      const tls = certDir === null ? null : await makeThrowawayCert(certDir);
       await runPair(wrk,
         { label: "bunicorn (null workers)", launch: (port) => bunicornNull(port, tls) },
         { label: "granian", launch: (port) => PYTHON_LAUNCHERS.granian(HELLO, SIZING, port, tls) },
@@ -59,7 +59,7 @@ await benchMain({
         },
         options);
     } finally {
-      fs.rmSync(certDir, { recursive: true, force: true });
+      if (certDir !== null) fs.rmSync(certDir, { recursive: true, force: true });
     }
   },
 }).then((code) => process.exit(code));
