@@ -1375,7 +1375,7 @@ class PythonWorkerPool implements PythonStage {
     return { workers, queued: this.queue.length + this.waitingInWorkers, restarts: this.restarts, faults: this.faults, spooledFileBytes: spooledFileBytes.now };
   }
 
-    /** Every tick: --timeout, take-backs from behind slow requests, the end of a backoff once workers are stable, metrics. */
+  /** Every tick: --timeout, take-backs from behind slow requests, the end of a backoff once workers are stable, metrics. */
   private tick(): void {
     const now = performance.now();
     if (this.log.metrics !== null) this.sendMetrics(this.log.metrics, now);
