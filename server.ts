@@ -3465,6 +3465,8 @@ const METRIC_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTION
 const METRIC_METHOD_INDEX: Record<string, number> = { GET: 0, HEAD: 1, POST: 2, PUT: 3, DELETE: 4, PATCH: 5, OPTIONS: 6 };
 /** Status classes; "none": the client went away before any answer. */
 const METRIC_STATUS_CLASSES = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"] as const;
+/** Metrics.requests is method-major: the count for method m and class c is at m * STATUS_CLASS_COUNT + c. */
+const STATUS_CLASS_COUNT = METRIC_STATUS_CLASSES.length;
 /** Seconds; Prometheus client libraries' default buckets, with 1 ms and 2.5 ms for a front that answers in under one. */
 const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -3483,10 +3485,10 @@ export class Metrics {
 
   countExchange(ex: Exchange): void {
     const method = ex.head.method;
-    const m = method === "GET" ? 0 : METRIC_METHOD_INDEX[method] ?? 7;
+    const m = method === "GET" ? 0 : METRIC_METHOD_INDEX[method] ?? METRIC_METHODS.length - 1; // "other"
     const status = ex.statusCode;
     const cls = status >= 100 && status < 600 ? (status / 100) | 0 : 0;
-    this.requests[m * 6 + cls]++;
+    this.requests[m * STATUS_CLASS_COUNT + cls]++;
     const seconds = (performance.now() - ex.startedAt) / 1000;
     this.latencySumS += seconds;
     let b = 0;
@@ -3512,7 +3514,7 @@ export function renderMetrics(server: Server, pool: PythonStage | null): string 
   };
   const reqs: [string, number][] = [];
   METRIC_METHODS.forEach((method, i) => METRIC_STATUS_CLASSES.forEach((cls, j) => {
-    if (m.requests[i * 6 + j] > 0) reqs.push([`method="${method}",status="${cls}"`, m.requests[i * 6 + j]]);
+    if (m.requests[i * STATUS_CLASS_COUNT + j] > 0) reqs.push([`method="${method}",status="${cls}"`, m.requests[i * STATUS_CLASS_COUNT + j]]);
   }));
   family("bunicorn_requests_total", "counter", "Requests ended, by method and status class (none: the client left before an answer).", reqs);
   out.push("# HELP bunicorn_request_duration_seconds From a request's head parsed to its answer's end.", "# TYPE bunicorn_request_duration_seconds histogram");
