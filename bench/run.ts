@@ -27,7 +27,7 @@ import {
 } from "./scenarios.ts";
 import {
   CONNECTION_CAP, IDLE_KEEP_ALIVE_S, NO_TLS, PYTHON_LAUNCHERS, SERVER_LABELS, SERVER_NAMES, bunServe, bunicornStatic, bunicornTs, ensureStaticFiles, granianStatic,
-  makeThrowawayCert, nginxStatic, type Launch, type ServerName, type TlsFiles,
+  makeThrowawayCert, nginxStatic, type Launch, type ServerName, type TlsCert,
 } from "./servers.ts";
 import { ensureVenv, PINS, type VenvInfo } from "./venv.ts";
 import {
@@ -222,9 +222,6 @@ interface Entrant {
   failure: string | null;
   rssAtStart: number | null;
 }
-
-/** The run's throwaway certificate: the files, and its PEM for the probes to trust. */
-type TlsCert = TlsFiles & { pem: string };
 
 function launchFor(scenario: Scenario, name: ServerName, port: number, tls: TlsCert | null): Launch {
   if (tls && typeof scenario.app === "string") throw new BenchError(`the ${scenario.name} scenario has no HTTPS setup`);

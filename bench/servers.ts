@@ -42,6 +42,9 @@ export interface TlsFiles {
   keyfile: string;
 }
 
+/** A run's throwaway certificate: the files, and its PEM for the probes to trust. */
+export type TlsCert = TlsFiles & { pem: string };
+
 /** Idle seconds a kept-alive connection may wait, when idle connections are held. */
 export const IDLE_KEEP_ALIVE_S = 300;
 /**
@@ -152,7 +155,7 @@ const TLS_CERT_TIMEOUT_MS = 30_000;
  * A self-signed RSA-2048 certificate for 127.0.0.1 (CN and subjectAltName, valid 1 day)
  * and its key, made by openssl in dir; returns the files and the certificate's PEM.
  */
-export async function makeThrowawayCert(dir: string): Promise<TlsFiles & { pem: string }> {
+export async function makeThrowawayCert(dir: string): Promise<TlsCert> {
   const certfile = join(dir, "cert.pem");
   const keyfile = join(dir, "key.pem");
   const openssl = Bun.which("openssl");
